@@ -1,0 +1,230 @@
+//! Readers and writers for the vector file formats users bring.
+//!
+//! | format | layout |
+//! |---|---|
+//! | `.fvecs` / `.ivecs` / `.bvecs` | per row: `i32` dimension, then that many `f32` / `i32` / `u8` (TEXMEX, SIFT1M) |
+//! | `.fbin` / `.ibin` | `u32` rows, `u32` columns, then row-major `f32` / `i32` (DiskANN, big-ann-benchmarks) |
+//! | `.npy` | NumPy array, 2-D, `<f4` (or `<f8`, converted), C order |
+//!
+//! Everything works on `std::io::Read`/`Write`; opening files is the caller's business.
+
+mod npy;
+mod texmex;
+
+use std::io::{Read, Write};
+
+pub use npy::{read_npy_f32, write_npy_f32};
+pub use texmex::{read_bvecs, read_fvecs, read_ivecs, write_fvecs, write_ivecs};
+
+use crate::error::{Error, Result};
+
+/// A row-major matrix read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix<T> {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<T>,
+}
+
+impl<T> Matrix<T> {
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[T] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// Vector file formats, as named by their usual extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Fvecs,
+    Bvecs,
+    Fbin,
+    Npy,
+}
+
+impl Format {
+    /// Guesses the format from a file name's extension.
+    pub fn from_extension(name: &str) -> Result<Self> {
+        let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "fvecs" => Ok(Format::Fvecs),
+            "bvecs" => Ok(Format::Bvecs),
+            "fbin" => Ok(Format::Fbin),
+            "npy" => Ok(Format::Npy),
+            _ => Err(Error::invalid(
+                "format",
+                name,
+                "expected a .fvecs, .bvecs, .fbin or .npy file",
+            )),
+        }
+    }
+
+    /// Reads float vectors in this format (bytes of `.bvecs` are widened to `f32`).
+    pub fn read_f32(self, input: &mut dyn Read) -> Result<Matrix<f32>> {
+        match self {
+            Format::Fvecs => read_fvecs(input),
+            Format::Bvecs => {
+                let m = read_bvecs(input)?;
+                Ok(Matrix {
+                    rows: m.rows,
+                    cols: m.cols,
+                    data: m.data.into_iter().map(f32::from).collect(),
+                })
+            }
+            Format::Fbin => read_fbin(input),
+            Format::Npy => read_npy_f32(input),
+        }
+    }
+}
+
+fn malformed(format: &'static str, reason: impl Into<String>) -> Error {
+    Error::Malformed {
+        format,
+        reason: reason.into(),
+    }
+}
+
+fn io_error(format: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| malformed(format, e.to_string())
+}
+
+fn read_bin<T, const N: usize>(
+    input: &mut dyn Read,
+    format: &'static str,
+    decode: fn([u8; N]) -> T,
+) -> Result<Matrix<T>> {
+    let mut header = [0u8; 8];
+    input
+        .read_exact(&mut header)
+        .map_err(|_| malformed(format, "missing the 8-byte header"))?;
+    let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if cols == 0 && rows > 0 {
+        return Err(malformed(format, "zero columns"));
+    }
+    let expected = rows
+        .checked_mul(cols)
+        .and_then(|c| c.checked_mul(N))
+        .ok_or_else(|| malformed(format, "header size overflows"))?;
+    let mut bytes = Vec::new();
+    input
+        .take(expected as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(format))?;
+    if bytes.len() != expected {
+        return Err(malformed(
+            format,
+            format!(
+                "header says {rows} x {cols} ({expected} bytes of data), file has {}{}",
+                bytes.len().min(expected),
+                if bytes.len() > expected { "+" } else { "" }
+            ),
+        ));
+    }
+    let data = bytes
+        .chunks_exact(N)
+        .map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            decode(a)
+        })
+        .collect();
+    Ok(Matrix { rows, cols, data })
+}
+
+fn write_bin<T: Copy, const N: usize>(
+    out: &mut dyn Write,
+    rows: usize,
+    cols: usize,
+    data: &[T],
+    encode: fn(T) -> [u8; N],
+) -> Result<()> {
+    if rows * cols != data.len() || rows > u32::MAX as usize || cols > u32::MAX as usize {
+        return Err(Error::RaggedBatch {
+            len: data.len(),
+            dim: cols,
+        });
+    }
+    let mut buf = Vec::with_capacity(8 + data.len() * N);
+    buf.extend_from_slice(&(rows as u32).to_le_bytes());
+    buf.extend_from_slice(&(cols as u32).to_le_bytes());
+    data.iter().for_each(|v| buf.extend_from_slice(&encode(*v)));
+    out.write_all(&buf).map_err(io_error("fbin"))
+}
+
+/// Reads a `.fbin` file.
+pub fn read_fbin(input: &mut dyn Read) -> Result<Matrix<f32>> {
+    read_bin(input, "fbin", f32::from_le_bytes)
+}
+
+/// Reads a `.ibin` file (e.g. ground-truth neighbour ids).
+pub fn read_ibin(input: &mut dyn Read) -> Result<Matrix<i32>> {
+    read_bin(input, "ibin", i32::from_le_bytes)
+}
+
+/// Writes a `.fbin` file.
+pub fn write_fbin(out: &mut dyn Write, rows: usize, cols: usize, data: &[f32]) -> Result<()> {
+    write_bin(out, rows, cols, data, f32::to_le_bytes)
+}
+
+/// Writes a `.ibin` file.
+pub fn write_ibin(out: &mut dyn Write, rows: usize, cols: usize, data: &[i32]) -> Result<()> {
+    write_bin(out, rows, cols, data, i32::to_le_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn all_formats_roundtrip(rows in 0usize..20, cols in 1usize..17, seed in any::<u32>()) {
+            let data: Vec<f32> = (0..rows * cols).map(|i| ((i as u32).wrapping_mul(seed) % 1000) as f32 / 7.0 - 50.0).collect();
+            let ints: Vec<i32> = data.iter().map(|v| (*v * 3.0) as i32).collect();
+
+            let mut buf = Vec::new();
+            write_fbin(&mut buf, rows, cols, &data).unwrap();
+            let m = read_fbin(&mut buf.as_slice()).unwrap();
+            prop_assert_eq!((m.rows, m.cols), (rows, cols));
+            prop_assert_eq!(&m.data, &data);
+
+            let mut buf = Vec::new();
+            write_ibin(&mut buf, rows, cols, &ints).unwrap();
+            prop_assert_eq!(read_ibin(&mut buf.as_slice()).unwrap().data, ints.clone());
+
+            let mut buf = Vec::new();
+            write_fvecs(&mut buf, cols, &data).unwrap();
+            let m = read_fvecs(&mut buf.as_slice()).unwrap();
+            prop_assert_eq!(m.rows, rows);
+            prop_assert_eq!(&m.data, &data);
+
+            let mut buf = Vec::new();
+            write_ivecs(&mut buf, cols, &ints).unwrap();
+            prop_assert_eq!(read_ivecs(&mut buf.as_slice()).unwrap().data, ints);
+
+            if rows > 0 {
+                let mut buf = Vec::new();
+                write_npy_f32(&mut buf, rows, cols, &data).unwrap();
+                let m = Format::Npy.read_f32(&mut buf.as_slice()).unwrap();
+                prop_assert_eq!((m.rows, m.cols), (rows, cols));
+                prop_assert_eq!(m.data, data);
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_files_are_rejected() {
+        let mut buf = Vec::new();
+        write_fbin(&mut buf, 3, 4, &[1.0; 12]).unwrap();
+        buf.truncate(buf.len() - 1);
+        let err = read_fbin(&mut buf.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("header says 3 x 4"), "{err}");
+        assert!(read_fbin(&mut &[1u8, 2][..]).is_err());
+        assert!(Format::from_extension("x.csv").is_err());
+        assert_eq!(
+            Format::from_extension("sift_base.FVECS").unwrap(),
+            Format::Fvecs
+        );
+    }
+}

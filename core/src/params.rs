@@ -1,0 +1,124 @@
+//! Search parameters and the limits a server enforces on them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Per-request search knobs. Index-specific knobs are ignored by indexes that lack them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchParams {
+    /// Number of neighbours to return per query.
+    pub k: usize,
+    /// IVF: number of lists probed (default: the index's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nprobe: Option<usize>,
+    /// HNSW: size of the dynamic candidate list (`efSearch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
+    /// DiskANN: size of the search list (`L`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_list: Option<usize>,
+}
+
+impl SearchParams {
+    /// Parameters asking for the `k` nearest neighbours with every index default.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            nprobe: None,
+            ef: None,
+            search_list: None,
+        }
+    }
+
+    /// Sets `nprobe`.
+    pub fn with_nprobe(mut self, nprobe: usize) -> Self {
+        self.nprobe = Some(nprobe);
+        self
+    }
+
+    /// Sets `ef`.
+    pub fn with_ef(mut self, ef: usize) -> Self {
+        self.ef = Some(ef);
+        self
+    }
+
+    /// Checks the parameters against `limits`.
+    pub fn validate(&self, limits: &SearchLimits) -> Result<()> {
+        if self.k == 0 || self.k > limits.max_k {
+            return Err(Error::KOutOfRange {
+                k: self.k,
+                max: limits.max_k,
+            });
+        }
+        for (name, value) in [
+            ("nprobe", self.nprobe),
+            ("ef", self.ef),
+            ("search_list", self.search_list),
+        ] {
+            if let Some(v) = value {
+                if v == 0 || v > limits.max_knob {
+                    return Err(Error::invalid(
+                        name,
+                        v,
+                        format!("must be between 1 and {}", limits.max_knob),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Upper bounds a server puts on one search request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchLimits {
+    /// Largest `k` accepted (default 10,000).
+    pub max_k: usize,
+    /// Largest number of queries in one batch (default 10,000).
+    pub max_queries: usize,
+    /// Largest `nprobe`/`ef`/`search_list` accepted (default 65,536).
+    pub max_knob: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            max_k: 10_000,
+            max_queries: 10_000,
+            max_knob: 65_536,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_bounds() {
+        let limits = SearchLimits::default();
+        assert_eq!(
+            SearchParams::new(0).validate(&limits),
+            Err(Error::KOutOfRange { k: 0, max: 10_000 })
+        );
+        assert_eq!(
+            SearchParams::new(10_001).validate(&limits),
+            Err(Error::KOutOfRange {
+                k: 10_001,
+                max: 10_000
+            })
+        );
+        assert!(SearchParams::new(10_000).validate(&limits).is_ok());
+        assert!(SearchParams::new(10)
+            .with_nprobe(0)
+            .validate(&limits)
+            .is_err());
+    }
+
+    #[test]
+    fn knobs_are_optional_in_json() {
+        let p: SearchParams = serde_json::from_str(r#"{"k": 5, "nprobe": 16}"#).unwrap();
+        assert_eq!(p, SearchParams::new(5).with_nprobe(16));
+    }
+}

@@ -1,0 +1,3 @@
+//! Index backends of the server.
+
+pub mod faiss_backend;

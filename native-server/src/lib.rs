@@ -1,0 +1,9 @@
+//! Proxima's native server: the storage engine, its FAISS indexes, the HTTP API and the CLI.
+//!
+//! * [`index`] — index backends (FAISS) implementing `proxima_core::VectorIndex`;
+//! * [`api`] — the HTTP layer (warp): routes, JSON shapes, error mapping; no search logic;
+//! * [`cli`] — the `proxima` command line.
+
+pub mod api;
+pub mod cli;
+pub mod index;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs what Proxima needs on a Debian/Ubuntu machine, skipping whatever is already there.
+#   scripts/setup.sh          everything (native build, wasm toolchain, browser)
+#   scripts/setup.sh native   only what the server build needs
+# Each step prints what it does. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+
+say() { printf '[setup] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "apt packages present: $*"
+    return
+  fi
+  if [ $apt_updated = 0 ]; then
+    say "apt-get update"
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  say "apt-get install ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- native: FAISS is built from source by faiss-sys (cmake) and links OpenBLAS ---------------
+apt_install cmake libopenblas-dev g++ pkg-config
+command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup) first"; exit 1; }
+
+[ "$what" = native ] && exit 0
+
+# --- wasm32 target: rustup first, Debian's rustc-web + build-std as the fallback --------------
+mkdir -p target
+if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  say "wasm32-unknown-unknown target present (rustup)"
+  echo rustup > target/.wasm-route
+elif rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+  say "added wasm32-unknown-unknown target (rustup)"
+  echo rustup > target/.wasm-route
+else
+  say "rustup cannot add wasm32: falling back to Debian's rustc-web with -Zbuild-std"
+  apt_install rustc-web cargo-web rust-web-src libstd-rust-web-dev rust-web-llvm
+  lld_pkg="$(basename "$(readlink /usr/bin/rust-lld)" | sed 's/^ld\.lld-/lld-/; s/^rust-lld-/lld-/')"
+  [ -n "$lld_pkg" ] && apt_install "$lld_pkg"
+  echo debian > target/.wasm-route
+fi
+
+# --- wasm-bindgen-cli at exactly the version in Cargo.lock -----------------------------------
+wb_version="$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)"
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$wb_version" ]; then
+  say "wasm-bindgen-cli $wb_version present"
+else
+  say "cargo install wasm-bindgen-cli $wb_version (a few minutes)"
+  cargo install -q wasm-bindgen-cli --version "$wb_version" --locked \
+    || cargo install -q wasm-bindgen-cli --version "$wb_version"
+fi
+
+# --- headless Chromium and its driver for browser tests --------------------------------------
+apt_install chromium chromium-driver
+say "done"

@@ -1,0 +1,141 @@
+//! Helpers for the end-to-end tests: find the `proxima` binary, start a real server on an
+//! ephemeral loopback port, talk to it over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Path of the `proxima` binary: `$PROXIMA_BIN`, else the one cargo built next to this test.
+///
+/// `./proxima.sh test` builds it before running the tests (`cargo build -p proxima-server`).
+pub fn proxima_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PROXIMA_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>/proxima
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile> dir");
+    let bin = profile_dir.join("proxima");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p proxima-server --bins` first (./proxima.sh test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `proxima args…` to completion; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(proxima_bin())
+        .args(args)
+        .output()
+        .expect("spawn proxima");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `proxima serve` process on an ephemeral port; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base_url: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts a server on `127.0.0.1:0` with a fresh data dir and waits for its address line.
+    pub fn start(extra_args: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(proxima_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn proxima serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed no address line within 60 s");
+        let base_url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server {
+            child,
+            base_url,
+            data_dir,
+        }
+    }
+
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid with a valid signal number has no memory effects.
+        #[cfg(unix)]
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let status = self.child.wait().ok()?;
+        status.code()
+    }
+}
+
+#[cfg(unix)]
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Response of [`http`]: status and parsed JSON body.
+pub struct HttpReply {
+    pub status: u16,
+    pub json: serde_json::Value,
+}
+
+/// One HTTP request with an optional JSON body; any status comes back (4xx is not an error).
+pub fn http(method: &str, url: &str, body: Option<&str>) -> HttpReply {
+    let req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    let res = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    HttpReply { status, json }
+}
