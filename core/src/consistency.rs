@@ -32,11 +32,12 @@ impl ConsistencyLevel {
     ///
     /// * `acked` — the newest acknowledged sequence when the search started;
     /// * `session_seq` — the caller's last sequence (Session level);
-    /// * `max_lag` — how many sequences Bounded may trail `acked`.
-    pub fn required_seq(self, acked: Seq, session_seq: Option<Seq>, max_lag: Seq) -> Seq {
+    /// * `bounded_floor` — the newest sequence acknowledged longer ago than the allowed
+    ///   staleness (Bounded level).
+    pub fn required_seq(self, acked: Seq, session_seq: Option<Seq>, bounded_floor: Seq) -> Seq {
         match self {
             ConsistencyLevel::Strong => acked,
-            ConsistencyLevel::Bounded => acked.saturating_sub(max_lag),
+            ConsistencyLevel::Bounded => bounded_floor.min(acked),
             ConsistencyLevel::Session => session_seq.unwrap_or(0).min(acked),
             ConsistencyLevel::Eventually => 0,
         }
@@ -85,8 +86,8 @@ mod tests {
     fn required_sequences() {
         use ConsistencyLevel::*;
         assert_eq!(Strong.required_seq(100, None, 10), 100);
-        assert_eq!(Bounded.required_seq(100, None, 10), 90);
-        assert_eq!(Bounded.required_seq(5, None, 10), 0);
+        assert_eq!(Bounded.required_seq(100, None, 90), 90);
+        assert_eq!(Bounded.required_seq(5, None, 10), 5);
         assert_eq!(Session.required_seq(100, Some(42), 10), 42);
         assert_eq!(Session.required_seq(100, Some(420), 10), 100);
         assert_eq!(Eventually.required_seq(100, Some(42), 10), 0);

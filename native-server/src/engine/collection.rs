@@ -1,0 +1,919 @@
+//! A collection: schema, write-ahead log, shards, the applier that moves logged writes into
+//! the shards, checkpoints (sealing), compaction, index builds and consistency waits.
+//!
+//! Life of a write: validate → append to the WAL (sequence numbers, CRC) → fsync (group
+//! commit) → acknowledge with the sequence. The record is handed, in sequence order, to the
+//! collection's applier thread, which applies it to the shards once it is durable and then
+//! advances `applied_seq`. Searches wait until `applied_seq` reaches what their consistency
+//! level requires.
+//!
+//! Checkpoints (also run by the applier, so no write is applied meanwhile) seal every shard's
+//! growing segment into a segment file, write the live bitmaps of sealed segments, write the
+//! manifest and delete WAL files the checkpoint covers.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use proxima_core::consistency::Seq;
+use proxima_core::exact::merge_hits;
+use proxima_core::sizing;
+use proxima_core::validate::{check_ids, check_vectors};
+use proxima_core::{
+    Bitmap, ConsistencyLevel, Error as CoreError, Hit, IndexSpec, Metric, SearchParams,
+};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::builder::{BuildJob, IndexBuilder};
+use super::config::EngineConfig;
+use super::error::{EngineError, EngineResult};
+use super::manifest::{IndexEntry, Manifest, SegmentEntry};
+use super::schema::CollectionSchema;
+use super::segment::{sync_dir, ReadyIndex, SealedSegment, SegmentInfo};
+use super::shard::{Location, SealedEntry, ShardState};
+use super::wal::{Wal, WalOp, WalRecord};
+use crate::index::faiss_backend::FaissIndex;
+
+/// Acknowledgement of an insert/upsert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WriteAck {
+    pub ids: Vec<u64>,
+    /// Sequence number of the write's last row; pass it as `session_seq` to read your writes.
+    pub seq: Seq,
+}
+
+/// Acknowledgement of a delete.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeleteAck {
+    /// How many of the ids existed.
+    pub deleted: usize,
+    pub seq: Seq,
+}
+
+/// A search's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    pub hits: Vec<Vec<Hit>>,
+    /// The applied sequence the search ran at (at least what the consistency level required).
+    pub seq: Seq,
+}
+
+/// Memory of a collection: measured vs the planner's estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryInfo {
+    pub actual_bytes: u64,
+    pub mapped_bytes: u64,
+    pub estimated_bytes: u64,
+}
+
+/// Progress of the collection's index over all sealed segments.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexStatus {
+    pub spec: IndexSpec,
+    pub generation: u64,
+    /// `ready` when every sealed segment serves the requested index or must stay exact,
+    /// `building` while any builds.
+    pub state: &'static str,
+    pub rows_indexed: u64,
+    pub rows_total: u64,
+    pub progress: f64,
+}
+
+/// What `describe` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionInfo {
+    pub schema: CollectionSchema,
+    pub count: u64,
+    pub committed_seq: Seq,
+    pub applied_seq: Seq,
+    pub checkpoint_seq: Seq,
+    pub index: IndexStatus,
+    pub segments: Vec<SegmentInfo>,
+    pub memory: MemoryInfo,
+    pub wal_bytes: u64,
+}
+
+enum ApplierMsg {
+    Record(WalRecord),
+    Flush(Sender<EngineResult<()>>),
+    Compact(Sender<EngineResult<()>>),
+    Stop,
+}
+
+struct Clock {
+    /// Highest sequence acknowledged to a client.
+    committed: Seq,
+    /// Acknowledgements younger than the bounded staleness window, oldest first.
+    recent: VecDeque<(Instant, Seq)>,
+    /// Highest sequence acknowledged before the window.
+    floor: Seq,
+}
+
+/// Manifest fields that change outside of shard state.
+struct Meta {
+    checkpoint_seq: Seq,
+    next_segment_id: u64,
+    index_generation: u64,
+}
+
+/// A collection of vectors.
+pub struct Collection {
+    schema: RwLock<CollectionSchema>,
+    dir: PathBuf,
+    config: Arc<EngineConfig>,
+    wal: Wal,
+    shards: Vec<RwLock<ShardState>>,
+    applied: Mutex<Seq>,
+    applied_cv: Condvar,
+    clock: Mutex<Clock>,
+    next_auto_id: AtomicU64,
+    meta: Mutex<Meta>,
+    tx: Mutex<Option<Sender<ApplierMsg>>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
+    paused: Mutex<bool>,
+    paused_cv: Condvar,
+    builder: Arc<IndexBuilder>,
+    closed: AtomicBool,
+    me: Weak<Collection>,
+}
+
+fn segment_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join("segments").join(format!("{id:010}"))
+}
+
+impl Collection {
+    /// Creates the on-disk layout of a new collection in `dir` (which must not exist).
+    pub(crate) fn create_files(dir: &Path, schema: &CollectionSchema) -> EngineResult<()> {
+        fs::create_dir_all(dir.join("segments"))
+            .map_err(EngineError::io(format!("create {}", dir.display())))?;
+        Manifest::new(schema.clone()).write(dir)
+    }
+
+    /// Opens a collection directory: loads sealed segments and their indexes, replays the WAL
+    /// past the checkpoint, and starts the applier.
+    pub(crate) fn open(
+        dir: &Path,
+        config: Arc<EngineConfig>,
+        builder: Arc<IndexBuilder>,
+    ) -> EngineResult<Arc<Self>> {
+        let manifest = Manifest::read(dir)?;
+        let schema = manifest.schema.clone();
+        let dim = schema.dim;
+        let mut shards: Vec<ShardState> = (0..schema.num_shards)
+            .map(|_| ShardState::default())
+            .collect();
+        let mut to_build = Vec::new();
+        for entry in &manifest.segments {
+            let seg_dir = segment_dir(dir, entry.id);
+            let segment = SealedSegment::open(&seg_dir, entry.id, entry.shard, dim)?;
+            if segment.rows() != entry.rows || entry.shard >= shards.len() {
+                return Err(EngineError::Corrupt {
+                    path: seg_dir,
+                    reason: "segment does not match the manifest".into(),
+                });
+            }
+            let live = segment.read_live()?;
+            let mut loaded = false;
+            if let Some(ix) = &entry.index {
+                match FaissIndex::load(
+                    &seg_dir.join(&ix.file),
+                    dim,
+                    schema.metric,
+                    ix.spec,
+                    config.mmap_indexes,
+                ) {
+                    Ok(index) if proxima_core::VectorIndex::len(&index) == segment.rows() => {
+                        segment.slot.write().ready = Some(ReadyIndex {
+                            spec: ix.spec,
+                            generation: ix.generation,
+                            file: ix.file.clone(),
+                            index: Arc::new(index),
+                        });
+                        loaded = ix.generation == manifest.index_generation;
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::warn!(segment = entry.id, file = %ix.file, "index file unusable; rebuilding");
+                    }
+                }
+            }
+            let segment = Arc::new(segment);
+            if !loaded {
+                to_build.push(segment.clone());
+            }
+            let shard = &mut shards[entry.shard];
+            for (row, &id) in segment.ids().iter().enumerate() {
+                if live.get(row) {
+                    shard.locations.insert(
+                        id,
+                        Location::Sealed {
+                            segment: entry.id,
+                            row: row as u32,
+                        },
+                    );
+                }
+            }
+            let live_count = live.count_ones();
+            shard.sealed.push(SealedEntry {
+                segment,
+                live,
+                live_count,
+                dirty: false,
+            });
+        }
+        let (wal, records) = Wal::open(
+            &dir.join("wal"),
+            dim,
+            config.fsync,
+            config.wal_file_bytes,
+            manifest.checkpoint_seq,
+        )?;
+        let mut applied = manifest.checkpoint_seq;
+        let mut next_auto_id = manifest.next_auto_id;
+        for record in &records {
+            if let WalOp::Upsert { ids, .. } = &record.op {
+                if let Some(max) = ids.iter().max() {
+                    next_auto_id = next_auto_id.max(max + 1);
+                }
+            }
+            apply_to(&schema, &mut shards, record);
+            applied = record.last_seq();
+        }
+        if !records.is_empty() {
+            tracing::info!(collection = %schema.name, records = records.len(), applied, "replayed write-ahead log");
+        }
+        let collection = Arc::new_cyclic(|me| Collection {
+            schema: RwLock::new(schema),
+            dir: dir.to_path_buf(),
+            config,
+            wal,
+            shards: shards.into_iter().map(RwLock::new).collect(),
+            applied: Mutex::new(applied),
+            applied_cv: Condvar::new(),
+            clock: Mutex::new(Clock {
+                committed: applied,
+                recent: VecDeque::new(),
+                floor: applied,
+            }),
+            next_auto_id: AtomicU64::new(next_auto_id),
+            meta: Mutex::new(Meta {
+                checkpoint_seq: manifest.checkpoint_seq,
+                next_segment_id: manifest.next_segment_id,
+                index_generation: manifest.index_generation,
+            }),
+            tx: Mutex::new(None),
+            applier: Mutex::new(None),
+            paused: Mutex::new(false),
+            paused_cv: Condvar::new(),
+            builder,
+            closed: AtomicBool::new(false),
+            me: me.clone(),
+        });
+        collection.start_applier();
+        for segment in to_build {
+            collection.queue_build(segment);
+        }
+        Ok(collection)
+    }
+
+    fn start_applier(self: &Arc<Self>) {
+        let (tx, rx) = channel::<ApplierMsg>();
+        let me = self.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("apply-{}", self.name()))
+            .spawn(move || {
+                while let Ok(msg) = rx.recv() {
+                    match msg {
+                        ApplierMsg::Record(record) => {
+                            me.wait_unpaused();
+                            if !me.wal.wait_durable(record.last_seq()) {
+                                tracing::error!(collection = %me.name(), "write-ahead log failed; applier stops");
+                                break;
+                            }
+                            me.apply(&record);
+                            let needs_seal = me
+                                .shards
+                                .iter()
+                                .any(|s| s.read().growing.rows() >= me.config.seal_rows);
+                            if needs_seal {
+                                if let Err(e) = me.checkpoint(false) {
+                                    tracing::error!(collection = %me.name(), error = %e, "checkpoint failed");
+                                }
+                            }
+                        }
+                        ApplierMsg::Flush(reply) => {
+                            me.wait_unpaused();
+                            let _ = reply.send(me.checkpoint(false));
+                        }
+                        ApplierMsg::Compact(reply) => {
+                            me.wait_unpaused();
+                            let _ = reply.send(me.checkpoint(true));
+                        }
+                        ApplierMsg::Stop => break,
+                    }
+                }
+            })
+            .expect("spawn applier thread");
+        *self.tx.lock() = Some(tx);
+        *self.applier.lock() = Some(handle);
+    }
+
+    /// Stops the applier after it has applied everything queued.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.set_apply_paused(false);
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.send(ApplierMsg::Stop);
+        }
+        if let Some(h) = self.applier.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> String {
+        self.schema.read().name.clone()
+    }
+
+    /// The current schema.
+    pub fn schema(&self) -> CollectionSchema {
+        self.schema.read().clone()
+    }
+
+    fn send(&self, msg: ApplierMsg) -> EngineResult<()> {
+        match &*self.tx.lock() {
+            Some(tx) => tx.send(msg).map_err(|_| EngineError::Closed),
+            None => Err(EngineError::Closed),
+        }
+    }
+
+    /// Pauses or resumes applying logged writes to the shards (writes are still logged and
+    /// acknowledged). Used for maintenance and to observe the consistency levels.
+    pub fn set_apply_paused(&self, paused: bool) {
+        *self.paused.lock() = paused;
+        self.paused_cv.notify_all();
+    }
+
+    fn wait_unpaused(&self) {
+        let mut p = self.paused.lock();
+        while *p {
+            self.paused_cv.wait(&mut p);
+        }
+    }
+
+    fn prepare(&self, vectors: &[f32], what: &'static str) -> EngineResult<(Vec<f32>, usize)> {
+        let schema = self.schema.read();
+        let n = check_vectors(vectors, schema.dim, what)?;
+        let mut v = vectors.to_vec();
+        schema.metric.prepare(&mut v, schema.dim);
+        Ok((v, n))
+    }
+
+    fn log(&self, op: WalOp) -> EngineResult<Seq> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(EngineError::Closed);
+        }
+        let tx = self.tx.lock().clone().ok_or(EngineError::Closed)?;
+        let seq = self.wal.append(op, |record| {
+            let _ = tx.send(ApplierMsg::Record(record));
+        })?;
+        let mut clock = self.clock.lock();
+        clock.committed = clock.committed.max(seq);
+        clock.recent.push_back((Instant::now(), seq));
+        Ok(seq)
+    }
+
+    /// Inserts vectors (row-major). With `auto_id` the engine assigns the ids; otherwise
+    /// `ids` is required and an existing id's vector is replaced (upsert).
+    pub fn insert(&self, vectors: &[f32], ids: Option<&[u64]>) -> EngineResult<WriteAck> {
+        let (vectors, n) = self.prepare(vectors, "vector")?;
+        let auto_id = self.schema.read().auto_id;
+        let ids: Vec<u64> = match (auto_id, ids) {
+            (true, Some(_)) => return Err(EngineError::IdsNotAllowed),
+            (true, None) => {
+                let first = self.next_auto_id.fetch_add(n as u64, Ordering::SeqCst);
+                (first..first + n as u64).collect()
+            }
+            (false, None) => return Err(EngineError::IdsRequired),
+            (false, Some(ids)) => {
+                check_ids(ids, n)?;
+                ids.to_vec()
+            }
+        };
+        let seq = self.log(WalOp::Upsert {
+            ids: ids.clone(),
+            vectors,
+        })?;
+        Ok(WriteAck { ids, seq })
+    }
+
+    /// Deletes ids (absent ids are ignored). `deleted` counts the ids present when the
+    /// delete was logged.
+    pub fn delete(&self, ids: &[u64]) -> EngineResult<DeleteAck> {
+        if ids.is_empty() {
+            return Err(CoreError::EmptyBatch { what: "id" }.into());
+        }
+        let mut unique: Vec<u64> = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        // Count against the state that includes every acknowledged write.
+        let committed = self.clock.lock().committed;
+        self.wait_applied(committed)?;
+        let schema = self.schema();
+        let deleted = unique
+            .iter()
+            .filter(|&&id| {
+                self.shards[schema.shard_of(id)]
+                    .read()
+                    .locations
+                    .contains_key(&id)
+            })
+            .count();
+        let seq = self.log(WalOp::Delete { ids: unique })?;
+        Ok(DeleteAck { deleted, seq })
+    }
+
+    /// The stored vector of `id` (normalised for cosine collections), at Strong consistency.
+    pub fn get(&self, id: u64) -> EngineResult<Vec<f32>> {
+        let committed = self.clock.lock().committed;
+        self.wait_applied(committed)?;
+        let schema = self.schema();
+        self.shards[schema.shard_of(id)]
+            .read()
+            .get(id, schema.dim)
+            .ok_or(EngineError::IdNotFound { id })
+    }
+
+    /// Live vectors, counting every acknowledged write (waits for them to be applied, up to
+    /// the consistency timeout; if applying is paused, the applied state's count).
+    pub fn count(&self) -> u64 {
+        let committed = self.clock.lock().committed;
+        let _ = self.wait_applied(committed);
+        self.applied_count()
+    }
+
+    fn applied_count(&self) -> u64 {
+        self.shards.iter().map(|s| s.read().count() as u64).sum()
+    }
+
+    /// Highest acknowledged sequence.
+    pub fn committed_seq(&self) -> Seq {
+        self.clock.lock().committed
+    }
+
+    /// Highest sequence applied to the shards.
+    pub fn applied_seq(&self) -> Seq {
+        *self.applied.lock()
+    }
+
+    /// The sequence a search at `level` must wait for.
+    pub fn required_seq(&self, level: ConsistencyLevel, session_seq: Option<Seq>) -> Seq {
+        let mut clock = self.clock.lock();
+        let horizon = Instant::now().checked_sub(self.config.bounded_staleness);
+        while let Some(&(t, seq)) = clock.recent.front() {
+            if horizon.is_some_and(|h| t <= h) {
+                clock.floor = clock.floor.max(seq);
+                clock.recent.pop_front();
+            } else {
+                break;
+            }
+        }
+        level.required_seq(clock.committed, session_seq, clock.floor)
+    }
+
+    fn wait_applied(&self, required: Seq) -> EngineResult<Seq> {
+        let start = Instant::now();
+        let deadline = start + self.config.consistency_timeout;
+        let mut applied = self.applied.lock();
+        while *applied < required {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(EngineError::Closed);
+            }
+            if self
+                .applied_cv
+                .wait_until(&mut applied, deadline)
+                .timed_out()
+                && *applied < required
+            {
+                return Err(EngineError::ConsistencyTimeout {
+                    required,
+                    applied: *applied,
+                    waited_ms: start.elapsed().as_millis() as u64,
+                });
+            }
+        }
+        Ok(*applied)
+    }
+
+    /// Searches a batch of queries (row-major) at a consistency level.
+    pub fn search(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        level: ConsistencyLevel,
+        session_seq: Option<Seq>,
+    ) -> EngineResult<SearchResult> {
+        params.validate(&self.config.limits)?;
+        let (queries, nq) = self.prepare(queries, "query")?;
+        if nq > self.config.limits.max_queries {
+            return Err(CoreError::invalid(
+                "vectors",
+                nq,
+                format!(
+                    "at most {} queries per request",
+                    self.config.limits.max_queries
+                ),
+            )
+            .into());
+        }
+        let required = self.required_seq(level, session_seq);
+        let seq = self.wait_applied(required)?;
+        let (dim, metric) = {
+            let s = self.schema.read();
+            (s.dim, s.metric)
+        };
+        let per_shard: Vec<Vec<Vec<Hit>>> = self
+            .shards
+            .par_iter()
+            .map(|s| s.read().search(&queries, dim, metric, params))
+            .collect::<EngineResult<_>>()?;
+        let hits = if per_shard.len() == 1 {
+            per_shard.into_iter().next().unwrap_or_default()
+        } else {
+            let mut per_shard = per_shard;
+            (0..nq)
+                .map(|q| {
+                    merge_hits(
+                        per_shard.iter_mut().map(|s| std::mem::take(&mut s[q])),
+                        params.k,
+                        metric,
+                    )
+                })
+                .collect()
+        };
+        Ok(SearchResult { hits, seq })
+    }
+
+    /// Seals the growing segments and writes a checkpoint (durable segment files, WAL
+    /// truncated). Returns once done.
+    pub fn flush(&self) -> EngineResult<()> {
+        let (tx, rx) = channel();
+        self.send(ApplierMsg::Flush(tx))?;
+        rx.recv().map_err(|_| EngineError::Closed)?
+    }
+
+    /// Flushes, then rewrites every sealed segment that has deleted rows without them.
+    pub fn compact(&self) -> EngineResult<()> {
+        let (tx, rx) = channel();
+        self.send(ApplierMsg::Compact(tx))?;
+        rx.recv().map_err(|_| EngineError::Closed)?
+    }
+
+    /// Starts (re)building the collection's index as `spec` in the background; returns the
+    /// build's generation. Searches keep using the current index until each segment's new one
+    /// is ready.
+    pub fn rebuild_index(&self, spec: IndexSpec) -> EngineResult<u64> {
+        let dim = self.schema.read().dim;
+        spec.validate(dim)?;
+        if matches!(spec, IndexSpec::DiskAnn { .. }) {
+            return Err(CoreError::Unsupported {
+                operation: "build",
+                index: "DISKANN (not available in this server build yet)".into(),
+            }
+            .into());
+        }
+        let count = self.count();
+        let needed = spec.min_training_vectors() as u64;
+        if count < needed {
+            return Err(CoreError::TooFewTrainingVectors {
+                needed: needed as usize,
+                got: count as usize,
+                nlist: spec.nlist().unwrap_or(0),
+            }
+            .into());
+        }
+        let generation = {
+            let mut meta = self.meta.lock();
+            meta.index_generation += 1;
+            self.schema.write().index = spec;
+            self.write_manifest(&meta)?;
+            meta.index_generation
+        };
+        self.flush()?;
+        for shard in &self.shards {
+            let segments: Vec<_> = shard
+                .read()
+                .sealed
+                .iter()
+                .map(|e| e.segment.clone())
+                .collect();
+            for segment in segments {
+                self.queue_build(segment);
+            }
+        }
+        Ok(generation)
+    }
+
+    fn queue_build(&self, segment: Arc<SealedSegment>) {
+        let (spec, generation) = (self.schema.read().index, self.meta.lock().index_generation);
+        self.builder.submit(BuildJob {
+            collection: self.me.clone(),
+            segment,
+            spec,
+            generation,
+        });
+    }
+
+    /// Whether `generation` is still the collection's current index generation and
+    /// `segment` is still part of it (a build finishing late must not be swapped in).
+    pub(crate) fn build_is_current(&self, segment: u64, generation: u64) -> bool {
+        if self.closed.load(Ordering::SeqCst) || self.meta.lock().index_generation != generation {
+            return false;
+        }
+        self.shards
+            .iter()
+            .any(|s| s.read().sealed.iter().any(|e| e.segment.id == segment))
+    }
+
+    /// Records a finished build in the manifest.
+    pub(crate) fn persist_indexes(&self) -> EngineResult<()> {
+        let meta = self.meta.lock();
+        self.write_manifest(&meta)
+    }
+
+    pub(crate) fn dim_metric(&self) -> (usize, Metric) {
+        let s = self.schema.read();
+        (s.dim, s.metric)
+    }
+
+    /// Applies a record to the shards (applier thread only) and publishes the new sequence.
+    fn apply(&self, record: &WalRecord) {
+        let schema = self.schema.read().clone();
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); self.shards.len()];
+        let ids = match &record.op {
+            WalOp::Upsert { ids, .. } | WalOp::Delete { ids } => ids,
+        };
+        for (i, &id) in ids.iter().enumerate() {
+            by_shard[schema.shard_of(id)].push(i);
+        }
+        for (s, rows) in by_shard.iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut shard = self.shards[s].write();
+            for &i in rows {
+                match &record.op {
+                    WalOp::Upsert { ids, vectors } => {
+                        shard.upsert(ids[i], &vectors[i * schema.dim..(i + 1) * schema.dim])
+                    }
+                    WalOp::Delete { ids } => {
+                        shard.delete(ids[i]);
+                    }
+                }
+            }
+        }
+        let mut applied = self.applied.lock();
+        *applied = record.last_seq();
+        self.applied_cv.notify_all();
+    }
+
+    fn write_manifest(&self, meta: &Meta) -> EngineResult<()> {
+        let schema = self.schema.read().clone();
+        let mut segments = Vec::new();
+        for (s, shard) in self.shards.iter().enumerate() {
+            for e in &shard.read().sealed {
+                let index = e.segment.ready_index().map(|r| IndexEntry {
+                    spec: r.spec,
+                    generation: r.generation,
+                    file: r.file,
+                });
+                segments.push(SegmentEntry {
+                    id: e.segment.id,
+                    shard: s,
+                    rows: e.segment.rows(),
+                    index,
+                });
+            }
+        }
+        Manifest {
+            version: 1,
+            schema,
+            checkpoint_seq: meta.checkpoint_seq,
+            next_segment_id: meta.next_segment_id,
+            next_auto_id: self.next_auto_id.load(Ordering::SeqCst),
+            index_generation: meta.index_generation,
+            segments,
+        }
+        .write(&self.dir)
+    }
+
+    /// Seals growing segments (and with `compact`, rewrites sealed segments with deleted rows),
+    /// writes live bitmaps and the manifest, then truncates the WAL. Applier thread only.
+    fn checkpoint(&self, compact: bool) -> EngineResult<()> {
+        let mut meta = self.meta.lock();
+        let seq = *self.applied.lock();
+        let dim = self.schema.read().dim;
+        let ratio = self.config.auto_compact_deleted_ratio;
+        let mut new_segments = Vec::new();
+        let mut dropped = Vec::new();
+        for (s, shard_lock) in self.shards.iter().enumerate() {
+            // Rows to write: the growing segment's live rows, plus (compaction) the live rows
+            // of sealed segments with deletions.
+            let (ids, vectors, victims) = {
+                let shard = shard_lock.read();
+                let mut ids = Vec::new();
+                let mut vectors = Vec::new();
+                for row in shard.growing.live.ones() {
+                    ids.push(shard.growing.ids[row]);
+                    vectors.extend_from_slice(&shard.growing.vectors[row * dim..(row + 1) * dim]);
+                }
+                let mut victims = Vec::new();
+                for e in &shard.sealed {
+                    let deleted = e.segment.rows() - e.live_count;
+                    let worth = if compact {
+                        deleted > 0
+                    } else {
+                        deleted as f64 > ratio * e.segment.rows() as f64
+                    };
+                    if worth {
+                        victims.push(e.segment.id);
+                        for row in e.live.ones() {
+                            ids.push(e.segment.ids()[row]);
+                            vectors.extend_from_slice(e.segment.vector(row));
+                        }
+                    }
+                }
+                (ids, vectors, victims)
+            };
+            let segment = if ids.is_empty() {
+                None
+            } else {
+                let id = meta.next_segment_id;
+                meta.next_segment_id += 1;
+                Some(Arc::new(SealedSegment::create(
+                    &segment_dir(&self.dir, id),
+                    id,
+                    s,
+                    dim,
+                    &ids,
+                    &vectors,
+                )?))
+            };
+            let mut shard = shard_lock.write();
+            shard.growing = Default::default();
+            shard.sealed.retain(|e| {
+                if victims.contains(&e.segment.id) {
+                    dropped.push(e.segment.dir.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            if let Some(seg) = segment {
+                for (row, &id) in seg.ids().iter().enumerate() {
+                    shard.locations.insert(
+                        id,
+                        Location::Sealed {
+                            segment: seg.id,
+                            row: row as u32,
+                        },
+                    );
+                }
+                shard.sealed.push(SealedEntry {
+                    live: Bitmap::new(seg.rows(), true),
+                    live_count: seg.rows(),
+                    segment: seg.clone(),
+                    dirty: false,
+                });
+                new_segments.push(seg);
+            }
+            for e in shard.sealed.iter_mut().filter(|e| e.dirty) {
+                e.segment.write_live(&e.live)?;
+                e.dirty = false;
+            }
+        }
+        meta.checkpoint_seq = seq;
+        self.write_manifest(&meta)?;
+        drop(meta);
+        self.wal.truncate_through(seq)?;
+        for dir in dropped {
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a compacted segment");
+            }
+        }
+        let _ = sync_dir(&self.dir.join("segments"));
+        for seg in new_segments {
+            self.queue_build(seg);
+        }
+        Ok(())
+    }
+
+    /// Index status over the sealed segments.
+    pub fn index_status(&self) -> IndexStatus {
+        let (spec, generation) = (self.schema.read().index, self.meta.lock().index_generation);
+        let mut total = 0u64;
+        let mut indexed = 0u64;
+        let mut building = false;
+        for shard in &self.shards {
+            for e in &shard.read().sealed {
+                let rows = e.segment.rows() as u64;
+                total += rows;
+                let slot = e.segment.slot.read();
+                if let Some(b) = &slot.building {
+                    building = true;
+                    indexed += b.done.load(Ordering::Relaxed) as u64;
+                } else if slot
+                    .ready
+                    .as_ref()
+                    .is_some_and(|r| r.generation == generation)
+                    || slot.note.is_some()
+                {
+                    indexed += rows;
+                } else {
+                    building = true;
+                }
+            }
+        }
+        IndexStatus {
+            spec,
+            generation,
+            state: if building { "building" } else { "ready" },
+            rows_indexed: indexed,
+            rows_total: total,
+            progress: if total == 0 {
+                1.0
+            } else {
+                indexed as f64 / total as f64
+            },
+        }
+    }
+
+    /// Everything about the collection.
+    pub fn describe(&self) -> CollectionInfo {
+        let schema = self.schema();
+        let mut segments = Vec::new();
+        let mut actual = 0;
+        for (s, shard) in self.shards.iter().enumerate() {
+            let shard = shard.read();
+            segments.extend(shard.segment_infos(s));
+            actual += shard.memory_bytes();
+        }
+        let mapped = segments.iter().map(|s| s.mapped_bytes).sum();
+        let count = self.count();
+        let checkpoint_seq = self.meta.lock().checkpoint_seq;
+        let index = self.index_status();
+        let estimated = sizing::plan(count.max(1), schema.dim, schema.index)
+            .map(|p| p.index_bytes)
+            .unwrap_or(0);
+        CollectionInfo {
+            count,
+            committed_seq: self.committed_seq(),
+            applied_seq: self.applied_seq(),
+            checkpoint_seq,
+            index,
+            segments,
+            memory: MemoryInfo {
+                actual_bytes: actual,
+                mapped_bytes: mapped,
+                estimated_bytes: estimated,
+            },
+            wal_bytes: self.wal.size_bytes(),
+            schema,
+        }
+    }
+
+    /// Waits (up to `timeout`) until no index build is pending for the current generation.
+    pub fn wait_index_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.index_status().state == "ready" {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// Applies a replayed record directly (recovery, before the applier starts).
+fn apply_to(schema: &CollectionSchema, shards: &mut [ShardState], record: &WalRecord) {
+    match &record.op {
+        WalOp::Upsert { ids, vectors } => {
+            for (i, &id) in ids.iter().enumerate() {
+                shards[schema.shard_of(id)]
+                    .upsert(id, &vectors[i * schema.dim..(i + 1) * schema.dim]);
+            }
+        }
+        WalOp::Delete { ids } => {
+            for &id in ids {
+                shards[schema.shard_of(id)].delete(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Engine settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proxima_core::SearchLimits;
+
+/// When an acknowledged write reaches stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Group commit: a write is acknowledged only after an fsync that covers it (default).
+    Always,
+    /// Acknowledge after the write(2); the OS flushes later. Survives a process crash, not a
+    /// power loss.
+    Never,
+}
+
+/// Settings of an [`Engine`](super::Engine).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Root directory of all collections.
+    pub data_dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    /// A shard's growing segment is sealed once it holds this many rows.
+    pub seal_rows: usize,
+    /// Bounded consistency sees every write acknowledged at least this long ago.
+    pub bounded_staleness: Duration,
+    /// Longest a search waits for its consistency level before failing.
+    pub consistency_timeout: Duration,
+    /// Size at which a WAL file is closed and a new one started.
+    pub wal_file_bytes: u64,
+    /// Threads building indexes in the background.
+    pub build_threads: usize,
+    /// Sealed segments whose deleted share exceeds this are compacted at the next seal.
+    pub auto_compact_deleted_ratio: f64,
+    /// Memory-map IVF inverted lists when loading indexes from disk.
+    pub mmap_indexes: bool,
+    pub limits: SearchLimits,
+}
+
+impl EngineConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            fsync: FsyncPolicy::Always,
+            seal_rows: 100_000,
+            bounded_staleness: Duration::from_millis(100),
+            consistency_timeout: Duration::from_secs(10),
+            wal_file_bytes: 64 << 20,
+            build_threads: 1,
+            auto_compact_deleted_ratio: 0.3,
+            mmap_indexes: false,
+            limits: SearchLimits::default(),
+        }
+    }
+}

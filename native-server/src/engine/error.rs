@@ -1,0 +1,108 @@
+//! The engine's typed error.
+
+use std::path::PathBuf;
+
+use proxima_core::Error as CoreError;
+use thiserror::Error;
+
+/// Result alias with [`EngineError`].
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Everything the storage engine can fail with.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Bad vectors, ids or parameters (dimension, NaN, k, index params, …).
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+
+    #[error("collection {name:?} does not exist")]
+    CollectionNotFound { name: String },
+
+    #[error("collection {name:?} already exists")]
+    CollectionExists { name: String },
+
+    #[error("invalid collection name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+
+    #[error("this collection assigns ids itself (auto_id): do not send ids")]
+    IdsNotAllowed,
+
+    #[error("this collection needs an id for every vector (auto_id is off)")]
+    IdsRequired,
+
+    #[error("id {id} does not exist")]
+    IdNotFound { id: u64 },
+
+    #[error(
+        "consistency wait timed out: needed sequence {required}, applied {applied} after {waited_ms} ms"
+    )]
+    ConsistencyTimeout {
+        required: u64,
+        applied: u64,
+        waited_ms: u64,
+    },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("corrupt file {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+
+    #[error("the collection is closed")]
+    Closed,
+}
+
+impl EngineError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Invalid(e) => e.code(),
+            EngineError::CollectionNotFound { .. } => "collection_not_found",
+            EngineError::CollectionExists { .. } => "collection_exists",
+            EngineError::InvalidName { .. } => "invalid_name",
+            EngineError::IdsNotAllowed => "ids_not_allowed",
+            EngineError::IdsRequired => "ids_required",
+            EngineError::IdNotFound { .. } => "id_not_found",
+            EngineError::ConsistencyTimeout { .. } => "consistency_timeout",
+            EngineError::Io { .. } => "io_error",
+            EngineError::Corrupt { .. } => "corrupt_data",
+            EngineError::Closed => "closed",
+        }
+    }
+
+    /// The error's class, for mapping onto protocol status codes.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Invalid(e) if e.is_client_error() => ErrorKind::BadRequest,
+            EngineError::Invalid(_) => ErrorKind::Internal,
+            EngineError::CollectionNotFound { .. } | EngineError::IdNotFound { .. } => {
+                ErrorKind::NotFound
+            }
+            EngineError::CollectionExists { .. } => ErrorKind::Conflict,
+            EngineError::InvalidName { .. }
+            | EngineError::IdsNotAllowed
+            | EngineError::IdsRequired => ErrorKind::BadRequest,
+            EngineError::ConsistencyTimeout { .. } | EngineError::Closed => ErrorKind::Unavailable,
+            EngineError::Io { .. } | EngineError::Corrupt { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let context = context.into();
+        move |source| EngineError::Io { context, source }
+    }
+}
+
+/// Coarse error classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    NotFound,
+    Conflict,
+    Unavailable,
+    Internal,
+}

@@ -1,0 +1,424 @@
+//! Segments: the growing segment that takes writes, and immutable sealed segments stored in
+//! files, memory-mapped, with a FAISS index built in the background.
+//!
+//! A sealed segment's directory holds `rows.bin` (ids and vectors, CRC-checked), `live.bin`
+//! (the live-row bitmap as of the last checkpoint) and `index-<generation>.faiss`.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use parking_lot::RwLock;
+use proxima_core::exact::exact_search;
+use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
+use serde::Serialize;
+
+use super::error::{EngineError, EngineResult};
+use crate::index::faiss_backend::FaissIndex;
+
+const ROWS_MAGIC: &[u8; 4] = b"PXSG";
+const LIVE_MAGIC: &[u8; 4] = b"PXLV";
+const VERSION: u32 = 1;
+const HEADER: usize = 32;
+
+/// Rows not yet sealed: searched exactly, deleted rows cleared in `live`.
+#[derive(Debug, Default)]
+pub struct GrowingSegment {
+    pub ids: Vec<u64>,
+    pub vectors: Vec<f32>,
+    pub live: Bitmap,
+    pub live_count: usize,
+}
+
+impl GrowingSegment {
+    /// Appends a row and returns its position.
+    pub fn push(&mut self, id: u64, vector: &[f32]) -> u32 {
+        let row = self.ids.len();
+        self.ids.push(id);
+        self.vectors.extend_from_slice(vector);
+        self.live.push(true);
+        self.live_count += 1;
+        row as u32
+    }
+
+    /// Tombstones a row.
+    pub fn kill(&mut self, row: u32) {
+        if self.live.get(row as usize) {
+            self.live.set(row as usize, false);
+            self.live_count -= 1;
+        }
+    }
+
+    /// Rows stored (live and deleted).
+    pub fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Exact search over the live rows; hits carry user ids.
+    pub fn search(&self, queries: &[f32], dim: usize, metric: Metric, k: usize) -> Vec<Vec<Hit>> {
+        if self.live_count == 0 {
+            return vec![Vec::new(); queries.len() / dim];
+        }
+        let mut hits = exact_search(
+            &self.vectors,
+            None,
+            queries,
+            dim,
+            metric,
+            k,
+            Some(&self.live),
+        );
+        for h in hits.iter_mut().flatten() {
+            h.id = self.ids[h.id as usize];
+        }
+        hits
+    }
+
+    /// Bytes held in RAM.
+    pub fn memory_bytes(&self) -> usize {
+        self.vectors.capacity() * 4 + self.ids.capacity() * 8 + self.live.as_bytes().len()
+    }
+}
+
+/// Progress of a background index build.
+#[derive(Debug)]
+pub struct BuildProgress {
+    pub spec: IndexSpec,
+    pub generation: u64,
+    pub done: AtomicUsize,
+    pub total: usize,
+}
+
+/// The index state of a sealed segment. A new index is built beside the current one and
+/// swapped in when complete, so searches never wait for a build or see half an index.
+#[derive(Default)]
+pub struct IndexSlot {
+    /// The index searches use, with its spec, generation and file name.
+    pub ready: Option<ReadyIndex>,
+    pub building: Option<Arc<BuildProgress>>,
+    /// Why the segment is searched exactly (e.g. too few rows to train).
+    pub note: Option<String>,
+}
+
+/// A built index.
+#[derive(Clone)]
+pub struct ReadyIndex {
+    pub spec: IndexSpec,
+    pub generation: u64,
+    pub file: String,
+    pub index: Arc<FaissIndex>,
+}
+
+/// An immutable, memory-mapped segment.
+pub struct SealedSegment {
+    pub id: u64,
+    pub shard: usize,
+    pub dir: PathBuf,
+    dim: usize,
+    rows: usize,
+    map: Mmap,
+    pub slot: RwLock<IndexSlot>,
+}
+
+/// What `describe` reports for a segment.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentInfo {
+    pub id: Option<u64>,
+    pub shard: usize,
+    pub state: &'static str,
+    pub rows: usize,
+    pub live_rows: usize,
+    pub index: SegmentIndexInfo,
+    pub memory_bytes: u64,
+    pub mapped_bytes: u64,
+}
+
+/// Index state of a segment, for `describe`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentIndexInfo {
+    /// `exact`, `building` or `ready`.
+    pub state: &'static str,
+    #[serde(rename = "type")]
+    pub index_type: Option<String>,
+    pub progress: Option<f64>,
+    pub note: Option<String>,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(EngineError::io(format!("create {}", tmp.display())))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(EngineError::io(format!("write {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(EngineError::io(format!("rename {}", path.display())))
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsyncs it and renames it into place.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
+    write_atomic(path, bytes)
+}
+
+/// Fsyncs a directory (makes renames inside it durable).
+pub fn sync_dir(dir: &Path) -> EngineResult<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(EngineError::io(format!("fsync {}", dir.display())))
+}
+
+impl SealedSegment {
+    /// Writes a new segment's `rows.bin` into `dir` (created here) and opens it.
+    pub fn create(
+        dir: &Path,
+        id: u64,
+        shard: usize,
+        dim: usize,
+        ids: &[u64],
+        vectors: &[f32],
+    ) -> EngineResult<Self> {
+        fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+        let n = ids.len();
+        let mut body = Vec::with_capacity(n * 8 + vectors.len() * 4);
+        body.extend_from_slice(bytemuck::cast_slice(ids));
+        body.extend_from_slice(bytemuck::cast_slice(vectors));
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(ROWS_MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&(dim as u32).to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&(n as u64).to_le_bytes());
+        header.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        header.resize(HEADER, 0);
+        header.extend_from_slice(&body);
+        write_atomic(&dir.join("rows.bin"), &header)?;
+        sync_dir(dir)?;
+        Self::open(dir, id, shard, dim)
+    }
+
+    /// Opens a segment written by [`SealedSegment::create`], checking its checksum.
+    pub fn open(dir: &Path, id: u64, shard: usize, dim: usize) -> EngineResult<Self> {
+        let path = dir.join("rows.bin");
+        let corrupt = |reason: String| EngineError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        let file =
+            File::open(&path).map_err(EngineError::io(format!("open {}", path.display())))?;
+        // SAFETY: segment files are written once, renamed into place and never modified
+        // afterwards (the engine owns the data directory), so the mapping stays valid.
+        let map = unsafe { Mmap::map(&file) }
+            .map_err(EngineError::io(format!("mmap {}", path.display())))?;
+        if map.len() < HEADER || &map[0..4] != ROWS_MAGIC {
+            return Err(corrupt("bad header".into()));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(map[o..o + 4].try_into().unwrap_or([0; 4]));
+        if u32_at(4) != VERSION || u32_at(8) as usize != dim {
+            return Err(corrupt(format!(
+                "version {} / dim {} (expected dim {dim})",
+                u32_at(4),
+                u32_at(8)
+            )));
+        }
+        let n = u64::from_le_bytes(map[16..24].try_into().unwrap_or([0; 8])) as usize;
+        if map.len() != HEADER + n * 8 + n * dim * 4 {
+            return Err(corrupt(format!(
+                "length {} does not hold {n} rows",
+                map.len()
+            )));
+        }
+        if crc32fast::hash(&map[HEADER..]) != u32_at(24) {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        Ok(Self {
+            id,
+            shard,
+            dir: dir.to_path_buf(),
+            dim,
+            rows: n,
+            map,
+            slot: RwLock::new(IndexSlot::default()),
+        })
+    }
+
+    /// Rows in the segment.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Ids by row.
+    pub fn ids(&self) -> &[u64] {
+        bytemuck::cast_slice(&self.map[HEADER..HEADER + self.rows * 8])
+    }
+
+    /// Row-major vectors.
+    pub fn vectors(&self) -> &[f32] {
+        bytemuck::cast_slice(&self.map[HEADER + self.rows * 8..])
+    }
+
+    /// Vector of `row`.
+    pub fn vector(&self, row: usize) -> &[f32] {
+        &self.vectors()[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// Writes the live-row bitmap (at a checkpoint).
+    pub fn write_live(&self, live: &Bitmap) -> EngineResult<()> {
+        let mut bytes = Vec::with_capacity(16 + live.as_bytes().len());
+        bytes.extend_from_slice(LIVE_MAGIC);
+        bytes.extend_from_slice(&(live.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(live.as_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        write_atomic(&self.dir.join("live.bin"), &bytes)
+    }
+
+    /// Reads the live-row bitmap (all rows live when none was written yet).
+    pub fn read_live(&self) -> EngineResult<Bitmap> {
+        let path = self.dir.join("live.bin");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Bitmap::new(self.rows, true))
+            }
+            Err(e) => return Err(EngineError::io(format!("read {}", path.display()))(e)),
+        };
+        let corrupt = |reason: &str| EngineError::Corrupt {
+            path: path.clone(),
+            reason: reason.to_string(),
+        };
+        if bytes.len() < 16 || &bytes[0..4] != LIVE_MAGIC {
+            return Err(corrupt("bad header"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap_or([0; 4])) {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let len = u64::from_le_bytes(body[4..12].try_into().unwrap_or([0; 8])) as usize;
+        if len != self.rows || body.len() - 12 != len.div_ceil(8) {
+            return Err(corrupt("bitmap length does not match the segment"));
+        }
+        let mut live = Bitmap::new(len, false);
+        for i in 0..len {
+            if (body[12 + (i >> 3)] >> (i & 7)) & 1 == 1 {
+                live.set(i, true);
+            }
+        }
+        Ok(live)
+    }
+
+    /// The index searches should use now, if built.
+    pub fn ready_index(&self) -> Option<ReadyIndex> {
+        self.slot.read().ready.clone()
+    }
+
+    /// Searches the live rows: through the index when one is ready, exactly otherwise.
+    pub fn search(
+        &self,
+        queries: &[f32],
+        metric: Metric,
+        params: &SearchParams,
+        live: &Bitmap,
+    ) -> EngineResult<Vec<Vec<Hit>>> {
+        let mut hits = match self.ready_index() {
+            Some(ready) => ready.index.search(queries, params, Some(live))?,
+            None => exact_search(
+                self.vectors(),
+                None,
+                queries,
+                self.dim,
+                metric,
+                params.k,
+                Some(live),
+            ),
+        };
+        let ids = self.ids();
+        for h in hits.iter_mut().flatten() {
+            h.id = ids[h.id as usize];
+        }
+        Ok(hits)
+    }
+
+    /// Describes the segment.
+    pub fn info(&self, live_rows: usize) -> SegmentInfo {
+        let slot = self.slot.read();
+        let index = match (&slot.building, &slot.ready) {
+            (Some(b), _) => SegmentIndexInfo {
+                state: "building",
+                index_type: Some(b.spec.to_string()),
+                progress: Some(b.done.load(Ordering::Relaxed) as f64 / b.total.max(1) as f64),
+                note: slot
+                    .ready
+                    .as_ref()
+                    .map(|r| format!("serving {} until the build completes", r.spec)),
+            },
+            (None, Some(r)) => SegmentIndexInfo {
+                state: "ready",
+                index_type: Some(r.spec.to_string()),
+                progress: Some(1.0),
+                note: None,
+            },
+            (None, None) => SegmentIndexInfo {
+                state: "exact",
+                index_type: None,
+                progress: None,
+                note: slot.note.clone(),
+            },
+        };
+        SegmentInfo {
+            id: Some(self.id),
+            shard: self.shard,
+            state: "sealed",
+            rows: self.rows,
+            live_rows,
+            memory_bytes: slot
+                .ready
+                .as_ref()
+                .map_or(0, |r| r.index.memory_bytes() as u64)
+                + self.rows.div_ceil(8) as u64,
+            mapped_bytes: self.map.len() as u64,
+            index,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_and_live_roundtrip_and_detect_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg_dir = dir.path().join("7");
+        let ids = [10u64, 20, 30];
+        let vectors = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let seg = SealedSegment::create(&seg_dir, 7, 0, 2, &ids, &vectors).unwrap();
+        assert_eq!(seg.ids(), &ids);
+        assert_eq!(seg.vector(1), &[3.0, 4.0]);
+        assert_eq!(seg.read_live().unwrap().count_ones(), 3);
+        let mut live = Bitmap::new(3, true);
+        live.set(1, false);
+        seg.write_live(&live).unwrap();
+        let reopened = SealedSegment::open(&seg_dir, 7, 0, 2).unwrap();
+        assert_eq!(reopened.read_live().unwrap(), live);
+        let hits = reopened
+            .search(&[3.0, 4.0], Metric::L2, &SearchParams::new(3), &live)
+            .unwrap();
+        assert_eq!(
+            hits[0].iter().map(|h| h.id).collect::<Vec<_>>(),
+            vec![10, 30]
+        );
+        assert!(SealedSegment::open(&seg_dir, 7, 0, 3).is_err());
+        let path = seg_dir.join("rows.bin");
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        drop(reopened);
+        drop(seg);
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            SealedSegment::open(&seg_dir, 7, 0, 2),
+            Err(EngineError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,556 @@
+//! Engine tests: writes, deletes, upserts, recovery, indexes, compaction, consistency, shards.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proxima_core::{ConsistencyLevel, Error as CoreError, IndexSpec, Metric, SearchParams};
+
+use super::*;
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.seal_rows = 1_000_000;
+    c.consistency_timeout = Duration::from_secs(20);
+    c
+}
+
+fn schema(name: &str, dim: usize, index: IndexSpec, shards: usize) -> CollectionSchema {
+    CollectionSchema {
+        name: name.into(),
+        dim,
+        metric: Metric::L2,
+        index,
+        num_shards: shards,
+        auto_id: false,
+    }
+}
+
+fn vector(id: u64, version: u64, dim: usize) -> Vec<f32> {
+    (0..dim)
+        .map(|j| {
+            let x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ version.wrapping_mul(31)
+                ^ (j as u64 * 7919);
+            ((x >> 11) % 10_000) as f32 / 100.0
+        })
+        .collect()
+}
+
+fn all_ids(c: &Collection, dim: usize) -> Vec<u64> {
+    let k = (c.count() as usize).clamp(1, 10_000);
+    let r = c
+        .search(
+            &vec![0.0; dim],
+            &SearchParams::new(k),
+            ConsistencyLevel::Strong,
+            None,
+        )
+        .unwrap();
+    let mut ids: Vec<u64> = r.hits[0].iter().map(|h| h.id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn writes_searches_upserts_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine
+        .create_collection(schema("docs", 4, IndexSpec::Flat, 1))
+        .unwrap();
+    let ack = c
+        .insert(&[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0], Some(&[10, 20]))
+        .unwrap();
+    assert_eq!(ack.ids, vec![10, 20]);
+    assert_eq!(ack.seq, 2);
+    let r = c
+        .search(
+            &[0.9, 1.0, 1.0, 1.0],
+            &SearchParams::new(1),
+            ConsistencyLevel::Strong,
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.hits[0][0].id, 20);
+    assert!(r.seq >= 2);
+    // Upsert replaces, count stays exact.
+    c.insert(&[5.0, 5.0, 5.0, 5.0], Some(&[10])).unwrap();
+    assert_eq!(c.get(10).unwrap(), vec![5.0; 4]);
+    assert_eq!(c.count(), 2);
+    let del = c.delete(&[20, 20, 999]).unwrap();
+    assert_eq!(del.deleted, 1);
+    assert!(matches!(c.get(20), Err(EngineError::IdNotFound { id: 20 })));
+    assert_eq!(all_ids(&c, 4), vec![10]);
+    assert_eq!(c.count(), 1);
+    assert_eq!(engine.list(), vec!["docs".to_string()]);
+}
+
+#[test]
+fn bad_input_is_rejected_with_typed_errors_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine
+        .create_collection(schema("c", 3, IndexSpec::Flat, 1))
+        .unwrap();
+    let invalid = |r: EngineResult<WriteAck>| match r {
+        Err(EngineError::Invalid(e)) => e,
+        other => panic!("expected a validation error, got {other:?}"),
+    };
+    assert_eq!(
+        invalid(c.insert(&[1.0, 2.0], Some(&[1]))),
+        CoreError::DimensionMismatch {
+            expected: 3,
+            got: 2
+        }
+    );
+    assert!(matches!(
+        invalid(c.insert(&[1.0, f32::NAN, 2.0], Some(&[1]))),
+        CoreError::NonFiniteValue { row: 0, col: 1, .. }
+    ));
+    assert_eq!(
+        invalid(c.insert(&[], Some(&[]))),
+        CoreError::EmptyBatch { what: "vector" }
+    );
+    assert_eq!(
+        invalid(c.insert(&[1.0; 6], Some(&[1, 1]))),
+        CoreError::DuplicateId { id: 1 }
+    );
+    assert!(matches!(
+        c.insert(&[1.0; 3], None),
+        Err(EngineError::IdsRequired)
+    ));
+    assert_eq!(
+        c.committed_seq(),
+        0,
+        "nothing may be written by a rejected request"
+    );
+    for k in [0, 10_001] {
+        assert!(matches!(
+            c.search(
+                &[1.0; 3],
+                &SearchParams::new(k),
+                ConsistencyLevel::Strong,
+                None
+            ),
+            Err(EngineError::Invalid(CoreError::KOutOfRange { .. }))
+        ));
+    }
+    assert!(matches!(
+        engine.create_collection(schema("c", 3, IndexSpec::Flat, 1)),
+        Err(EngineError::CollectionExists { .. })
+    ));
+    assert!(matches!(
+        engine.collection("nope"),
+        Err(EngineError::CollectionNotFound { .. })
+    ));
+    for bad in [
+        IndexSpec::IvfFlat { nlist: 0 },
+        IndexSpec::Hnsw {
+            m: 0,
+            ef_construction: 10,
+        },
+        IndexSpec::IvfPq {
+            nlist: 4,
+            m: 2,
+            nbits: 8,
+        },
+    ] {
+        assert!(
+            engine.create_collection(schema("x", 3, bad, 1)).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(engine
+        .create_collection(schema("../evil", 3, IndexSpec::Flat, 1))
+        .is_err());
+    let mut auto = schema("auto", 2, IndexSpec::Flat, 2);
+    auto.auto_id = true;
+    let a = engine.create_collection(auto).unwrap();
+    assert!(matches!(
+        a.insert(&[1.0, 2.0], Some(&[5])),
+        Err(EngineError::IdsNotAllowed)
+    ));
+    let ack = a.insert(&[1.0, 2.0, 3.0, 4.0], None).unwrap();
+    assert_eq!(ack.ids.len(), 2);
+    assert_ne!(ack.ids[0], ack.ids[1]);
+}
+
+#[test]
+fn restart_recovers_wal_and_segments_and_deletes_stay_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 4;
+    {
+        let engine = Engine::open(config(dir.path())).unwrap();
+        let c = engine
+            .create_collection(schema("r", dim, IndexSpec::Flat, 2))
+            .unwrap();
+        for id in 0..50u64 {
+            c.insert(&vector(id, 0, dim), Some(&[id])).unwrap();
+        }
+        c.flush().unwrap();
+        c.delete(&[3, 4, 5]).unwrap(); // sealed rows, deleted after the checkpoint
+        c.insert(&vector(7, 1, dim), Some(&[7])).unwrap(); // upsert of a sealed row
+        for id in 50..60u64 {
+            c.insert(&vector(id, 0, dim), Some(&[id])).unwrap();
+        }
+        c.delete(&[55]).unwrap(); // growing row
+        engine.close();
+    }
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine.collection("r").unwrap();
+    assert_eq!(c.count(), 60 - 4);
+    let ids = all_ids(&c, dim);
+    for gone in [3, 4, 5, 55] {
+        assert!(!ids.contains(&gone), "deleted id {gone} came back");
+    }
+    assert_eq!(c.get(7).unwrap(), vector(7, 1, dim));
+    assert_eq!(c.get(8).unwrap(), vector(8, 0, dim));
+    // Checkpoint the deletions, restart again, compact, restart again.
+    c.flush().unwrap();
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine.collection("r").unwrap();
+    assert_eq!(c.count(), 56);
+    c.compact().unwrap();
+    let info = c.describe();
+    assert_eq!(
+        info.segments
+            .iter()
+            .filter(|s| s.state == "sealed")
+            .map(|s| s.rows)
+            .sum::<usize>(),
+        56
+    );
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine.collection("r").unwrap();
+    assert_eq!(all_ids(&c, dim).len(), 56);
+    assert_eq!(c.get(7).unwrap(), vector(7, 1, dim));
+    engine.drop_collection("r").unwrap();
+    assert!(engine.list().is_empty());
+    assert!(!dir.path().join("collections/r").exists());
+}
+
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    };
+    let centres: Vec<f32> = (0..64 * dim).map(|_| next()).collect();
+    (0..n)
+        .flat_map(|i| {
+            let c = (i * 7919) % 64;
+            (0..dim)
+                .map(|j| centres[c * dim + j] + 0.2 * next())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn background_index_build_hot_swaps_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 16;
+    let n = 6000;
+    let mut cfg = config(dir.path());
+    cfg.seal_rows = 3000;
+    let data = clustered(n, dim, 7);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    {
+        let engine = Engine::open(cfg.clone()).unwrap();
+        let mut s = schema("ivf", dim, IndexSpec::IvfFlat { nlist: 32 }, 1);
+        s.metric = Metric::Cosine;
+        let c = engine.create_collection(s).unwrap();
+        for chunk in 0..6 {
+            let r = chunk * 1000..(chunk + 1) * 1000;
+            c.insert(&data[r.start * dim..r.end * dim], Some(&ids[r]))
+                .unwrap();
+            // Searching while segments seal and indexes build never fails.
+            let res = c
+                .search(
+                    &data[..dim],
+                    &SearchParams::new(5),
+                    ConsistencyLevel::Strong,
+                    None,
+                )
+                .unwrap();
+            assert_eq!(res.hits[0][0].id, 0);
+        }
+        assert!(c.wait_index_ready(Duration::from_secs(60)));
+        let info = c.describe();
+        let sealed: Vec<_> = info
+            .segments
+            .iter()
+            .filter(|s| s.state == "sealed")
+            .collect();
+        assert_eq!(sealed.len(), 2);
+        assert!(
+            sealed.iter().all(|s| s.index.state == "ready"),
+            "{sealed:?}"
+        );
+        assert!(info.memory.actual_bytes > 0 && info.memory.estimated_bytes > 0);
+        c.delete(&[0]).unwrap();
+        let res = c
+            .search(
+                &data[..dim],
+                &SearchParams::new(5).with_nprobe(32),
+                ConsistencyLevel::Strong,
+                None,
+            )
+            .unwrap();
+        assert!(res.hits[0].iter().all(|h| h.id != 0));
+        assert_eq!(res.hits[0].len(), 5);
+        // Rebuild as HNSW: the IVF index serves until each HNSW index is swapped in.
+        let generation = c
+            .rebuild_index(IndexSpec::Hnsw {
+                m: 16,
+                ef_construction: 64,
+            })
+            .unwrap();
+        assert!(generation >= 2);
+        assert!(c.wait_index_ready(Duration::from_secs(120)));
+        assert_eq!(
+            c.index_status().spec,
+            IndexSpec::Hnsw {
+                m: 16,
+                ef_construction: 64
+            }
+        );
+        engine.close();
+    }
+    let engine = Engine::open(cfg).unwrap();
+    let c = engine.collection("ivf").unwrap();
+    let status = c.index_status();
+    assert_eq!(
+        status.state, "ready",
+        "indexes load from disk instead of rebuilding"
+    );
+    let res = c
+        .search(
+            &data[dim..2 * dim],
+            &SearchParams::new(5).with_ef(64),
+            ConsistencyLevel::Strong,
+            None,
+        )
+        .unwrap();
+    assert_eq!(res.hits[0][0].id, 1);
+    assert!(
+        res.hits[0].iter().all(|h| h.id != 0),
+        "deleted id came back after restart"
+    );
+}
+
+#[test]
+fn too_few_training_vectors_stays_exact_and_explicit_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine
+        .create_collection(schema("small", 8, IndexSpec::IvfFlat { nlist: 100 }, 1))
+        .unwrap();
+    let data = clustered(500, 8, 1);
+    c.insert(&data, Some(&(0..500).collect::<Vec<_>>()))
+        .unwrap();
+    c.flush().unwrap();
+    assert!(c.wait_index_ready(Duration::from_secs(30)));
+    let info = c.describe();
+    let sealed = info.segments.iter().find(|s| s.state == "sealed").unwrap();
+    assert_eq!(sealed.index.state, "exact");
+    let note = sealed.index.note.clone().unwrap();
+    assert!(note.contains("3900") && note.contains("500"), "{note}");
+    match c.rebuild_index(IndexSpec::IvfFlat { nlist: 64 }) {
+        Err(EngineError::Invalid(CoreError::TooFewTrainingVectors {
+            needed: 2496,
+            got: 500,
+            nlist: 64,
+        })) => {}
+        other => panic!("expected TooFewTrainingVectors, got {other:?}"),
+    }
+    let r = c
+        .search(
+            &data[..8],
+            &SearchParams::new(3),
+            ConsistencyLevel::Strong,
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.hits[0][0].id, 0);
+}
+
+#[test]
+fn consistency_levels_see_what_they_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.bounded_staleness = Duration::from_millis(300);
+    cfg.consistency_timeout = Duration::from_millis(1500);
+    let engine = Engine::open(cfg).unwrap();
+    let c = engine
+        .create_collection(schema("cl", 2, IndexSpec::Flat, 1))
+        .unwrap();
+    let first = c.insert(&[0.0, 0.0], Some(&[1])).unwrap();
+    let q = [0.0f32, 0.0];
+    let params = SearchParams::new(10);
+    let strong = c
+        .search(&q, &params, ConsistencyLevel::Strong, None)
+        .unwrap();
+    assert_eq!(strong.hits[0].len(), 1);
+
+    // Writes keep being acknowledged while applying is paused.
+    c.set_apply_paused(true);
+    let second = c.insert(&[1.0, 1.0], Some(&[2])).unwrap();
+    assert!(second.seq > first.seq);
+    // Eventually never waits: it answers from the applied state, without id 2.
+    let ev = c
+        .search(&q, &params, ConsistencyLevel::Eventually, None)
+        .unwrap();
+    assert_eq!(ev.hits[0].len(), 1);
+    assert_eq!(ev.seq, first.seq);
+    // Session with the first write's sequence is satisfied too.
+    let se = c
+        .search(&q, &params, ConsistencyLevel::Session, Some(first.seq))
+        .unwrap();
+    assert_eq!(se.hits[0].len(), 1);
+    // Bounded within the staleness window may miss the newest write.
+    let bo = c
+        .search(&q, &params, ConsistencyLevel::Bounded, None)
+        .unwrap();
+    assert_eq!(bo.hits[0].len(), 1);
+    // Strong and Session with the new sequence must wait: they time out while paused.
+    assert!(matches!(
+        c.search(&q, &params, ConsistencyLevel::Strong, None),
+        Err(EngineError::ConsistencyTimeout { .. })
+    ));
+    assert!(matches!(
+        c.search(&q, &params, ConsistencyLevel::Session, Some(second.seq)),
+        Err(EngineError::ConsistencyTimeout { .. })
+    ));
+    // Once the write is older than the window, Bounded must see it (and so waits too).
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(matches!(
+        c.search(&q, &params, ConsistencyLevel::Bounded, None),
+        Err(EngineError::ConsistencyTimeout { .. })
+    ));
+    // A Strong search started while paused completes as soon as applying resumes.
+    let waiter = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            c.search(&q, &SearchParams::new(10), ConsistencyLevel::Strong, None)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    c.set_apply_paused(false);
+    let late = waiter.join().unwrap().unwrap();
+    assert_eq!(late.hits[0].len(), 2);
+    assert!(late.seq >= second.seq);
+    let bo = c
+        .search(&q, &params, ConsistencyLevel::Bounded, None)
+        .unwrap();
+    assert_eq!(bo.hits[0].len(), 2);
+}
+
+#[test]
+fn sharded_exact_search_equals_one_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let dim = 8;
+    let n = 3000;
+    let data = clustered(n, dim, 3);
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 13 + 5).collect();
+    let one = engine
+        .create_collection(schema("one", dim, IndexSpec::Flat, 1))
+        .unwrap();
+    let four = engine
+        .create_collection(schema("four", dim, IndexSpec::Flat, 4))
+        .unwrap();
+    for c in [&one, &four] {
+        c.insert(&data[..n / 2 * dim], Some(&ids[..n / 2])).unwrap();
+        c.flush().unwrap();
+        c.insert(&data[n / 2 * dim..], Some(&ids[n / 2..])).unwrap();
+        c.delete(&ids[100..200]).unwrap();
+    }
+    let queries = clustered(20, dim, 99);
+    let params = SearchParams::new(25);
+    let a = one
+        .search(&queries, &params, ConsistencyLevel::Strong, None)
+        .unwrap();
+    let b = four
+        .search(&queries, &params, ConsistencyLevel::Strong, None)
+        .unwrap();
+    assert_eq!(a.hits, b.hits);
+    assert_eq!(one.count(), four.count());
+    let info = four.describe();
+    assert_eq!(info.segments.iter().map(|s| s.shard).max(), Some(3));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert(Vec<u64>),
+    Delete(Vec<u64>),
+    Flush,
+    Compact,
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => proptest::collection::vec(0u64..60, 1..8).prop_map(|mut v| { v.sort(); v.dedup(); Op::Upsert(v) }),
+        4 => proptest::collection::vec(0u64..60, 1..8).prop_map(Op::Delete),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever the sequence of upserts, deletes, flushes, compactions and restarts, the
+    /// collection holds exactly the model's live ids with their latest vectors.
+    #[test]
+    fn engine_matches_a_model(ops in proptest::collection::vec(op(), 1..40), shards in 1usize..4) {
+        let dir = tempfile::tempdir().unwrap();
+        let dim = 3;
+        let mut cfg = config(dir.path());
+        cfg.seal_rows = 16;
+        let mut engine = Engine::open(cfg.clone()).unwrap();
+        engine.create_collection(schema("m", dim, IndexSpec::Flat, shards)).unwrap();
+        let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+        for (step, op) in ops.iter().enumerate() {
+            let c = engine.collection("m").unwrap();
+            match op {
+                Op::Upsert(ids) => {
+                    let vectors: Vec<f32> = ids.iter().flat_map(|&id| vector(id, step as u64, dim)).collect();
+                    c.insert(&vectors, Some(ids)).unwrap();
+                    for &id in ids { model.insert(id, vector(id, step as u64, dim)); }
+                }
+                Op::Delete(ids) => {
+                    let present = { let mut u = ids.clone(); u.sort(); u.dedup(); u.iter().filter(|i| model.contains_key(i)).count() };
+                    let ack = c.delete(ids).unwrap();
+                    prop_assert_eq!(ack.deleted, present);
+                    for id in ids { model.remove(id); }
+                }
+                Op::Flush => c.flush().unwrap(),
+                Op::Compact => c.compact().unwrap(),
+                Op::Restart => {
+                    drop(c);
+                    drop(engine);
+                    engine = Engine::open(cfg.clone()).unwrap();
+                }
+            }
+            let c = engine.collection("m").unwrap();
+            prop_assert_eq!(c.count() as usize, model.len());
+        }
+        let c = engine.collection("m").unwrap();
+        let mut want: Vec<u64> = model.keys().copied().collect();
+        want.sort_unstable();
+        prop_assert_eq!(all_ids(&c, dim), want);
+        for (id, v) in &model {
+            prop_assert_eq!(&c.get(*id).unwrap(), v);
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! The write-ahead log: every insert, upsert and delete is appended here, with its sequence
+//! numbers and a CRC-32, before it is acknowledged.
+//!
+//! Layout: `wal/<first-seq, 20 digits>.wal` files, each a run of records
+//! `[payload len u32][crc32 u32][first_seq u64][kind u8][n u32][ids n×u64][vectors n×dim×f32]`
+//! (little-endian). A batch of `n` rows takes the sequence numbers `first_seq ..= first_seq+n-1`.
+//!
+//! Group commit: writers append under a short lock, then one of them fsyncs for all writes
+//! made so far; each waits until an fsync covers its record ([`FsyncPolicy::Always`]).
+//! Recovery reads the files in order and stops at the first torn or corrupt record, truncating
+//! it away (only the last record of the last file can be torn: files are closed with an fsync
+//! before the next one starts). Files are deleted once a checkpoint covers all their records.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use parking_lot::{Condvar, Mutex};
+use proxima_core::consistency::Seq;
+
+use super::config::FsyncPolicy;
+use super::error::{EngineError, EngineResult};
+
+const KIND_UPSERT: u8 = 1;
+const KIND_DELETE: u8 = 2;
+const HEADER: usize = 8;
+const FIXED: usize = 8 + 1 + 4;
+
+/// What a record does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WalOp {
+    /// Insert rows (replacing existing ids).
+    Upsert { ids: Vec<u64>, vectors: Vec<f32> },
+    /// Delete ids.
+    Delete { ids: Vec<u64> },
+}
+
+impl WalOp {
+    /// Rows in the op (= sequence numbers it takes).
+    pub fn len(&self) -> usize {
+        match self {
+            WalOp::Upsert { ids, .. } | WalOp::Delete { ids } => ids.len(),
+        }
+    }
+}
+
+/// A logged op with its first sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalRecord {
+    pub first_seq: Seq,
+    pub op: WalOp,
+}
+
+impl WalRecord {
+    /// Sequence number of the record's last row.
+    pub fn last_seq(&self) -> Seq {
+        self.first_seq + self.op.len() as Seq - 1
+    }
+}
+
+fn encode(record: &WalRecord, dim: usize) -> Vec<u8> {
+    let (kind, ids, vectors): (u8, &[u64], &[f32]) = match &record.op {
+        WalOp::Upsert { ids, vectors } => (KIND_UPSERT, ids, vectors),
+        WalOp::Delete { ids } => (KIND_DELETE, ids, &[]),
+    };
+    debug_assert_eq!(
+        vectors.len(),
+        if kind == KIND_UPSERT {
+            ids.len() * dim
+        } else {
+            0
+        }
+    );
+    let payload_len = FIXED + ids.len() * 8 + vectors.len() * 4;
+    let mut buf = Vec::with_capacity(HEADER + payload_len);
+    buf.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&record.first_seq.to_le_bytes());
+    buf.push(kind);
+    buf.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+    ids.iter()
+        .for_each(|id| buf.extend_from_slice(&id.to_le_bytes()));
+    buf.extend_from_slice(bytemuck::cast_slice(vectors));
+    let crc = crc32fast::hash(&buf[HEADER..]);
+    buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// Decodes the record at the start of `bytes`: `Some((record, bytes used))`, or `None` when
+/// the bytes are torn or corrupt.
+fn decode(bytes: &[u8], dim: usize) -> Option<(WalRecord, usize)> {
+    let len = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
+    let payload = bytes.get(HEADER..HEADER + len)?;
+    if len < FIXED || crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let first_seq = u64::from_le_bytes(payload[0..8].try_into().ok()?);
+    let kind = payload[8];
+    let n = u32::from_le_bytes(payload[9..13].try_into().ok()?) as usize;
+    let ids_end = FIXED + n * 8;
+    let expected = match kind {
+        KIND_UPSERT => ids_end + n * dim * 4,
+        KIND_DELETE => ids_end,
+        _ => return None,
+    };
+    if n == 0 || expected != len {
+        return None;
+    }
+    let ids: Vec<u64> = payload[FIXED..ids_end]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
+    let op = if kind == KIND_UPSERT {
+        let vectors: Vec<f32> = payload[ids_end..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+            .collect();
+        WalOp::Upsert { ids, vectors }
+    } else {
+        WalOp::Delete { ids }
+    };
+    Some((WalRecord { first_seq, op }, HEADER + len))
+}
+
+struct Writer {
+    file: File,
+    bytes: u64,
+    next_seq: Seq,
+    /// Last sequence written to a file (not necessarily synced).
+    written: Seq,
+    /// (first seq, path) of every live file, oldest first; the last one is being written.
+    files: Vec<(Seq, PathBuf)>,
+    /// Set after a failed write or fsync: the log refuses further writes until reopened.
+    poisoned: Option<String>,
+}
+
+/// The write-ahead log of one collection.
+pub struct Wal {
+    dir: PathBuf,
+    dim: usize,
+    policy: FsyncPolicy,
+    max_file_bytes: u64,
+    writer: Mutex<Writer>,
+    sync_lock: Mutex<()>,
+    durable: Mutex<Seq>,
+    durable_cv: Condvar,
+}
+
+fn file_name(first_seq: Seq) -> String {
+    format!("{first_seq:020}.wal")
+}
+
+fn sync_dir(dir: &Path) -> EngineResult<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(EngineError::io(format!("fsync {}", dir.display())))
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, returning it with every record after `checkpoint`.
+    pub fn open(
+        dir: &Path,
+        dim: usize,
+        policy: FsyncPolicy,
+        max_file_bytes: u64,
+        checkpoint: Seq,
+    ) -> EngineResult<(Wal, Vec<WalRecord>)> {
+        fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+        let mut files: Vec<(Seq, PathBuf)> = Vec::new();
+        for entry in
+            fs::read_dir(dir).map_err(EngineError::io(format!("list {}", dir.display())))?
+        {
+            let path = entry.map_err(EngineError::io("list wal"))?.path();
+            let seq = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".wal"))
+                .and_then(|n| n.parse::<Seq>().ok());
+            if let Some(seq) = seq {
+                files.push((seq, path));
+            }
+        }
+        files.sort();
+        let mut records = Vec::new();
+        let mut last = checkpoint;
+        let mut keep = Vec::new();
+        let mut torn = false;
+        for (first, path) in files {
+            if torn {
+                // Nothing can follow a torn record: writes are sequential and files are
+                // synced before the next starts. Remove leftovers so they are never replayed.
+                fs::remove_file(&path)
+                    .map_err(EngineError::io(format!("remove {}", path.display())))?;
+                continue;
+            }
+            let bytes =
+                fs::read(&path).map_err(EngineError::io(format!("read {}", path.display())))?;
+            let mut at = 0;
+            while at < bytes.len() {
+                match decode(&bytes[at..], dim) {
+                    Some((record, used))
+                        if record.first_seq > last || record.last_seq() <= checkpoint =>
+                    {
+                        if record.last_seq() > checkpoint {
+                            last = record.last_seq();
+                            records.push(record);
+                        }
+                        at += used;
+                    }
+                    _ => {
+                        torn = true;
+                        break;
+                    }
+                }
+            }
+            if torn {
+                tracing::warn!(path = %path.display(), offset = at, "truncating torn WAL tail");
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(EngineError::io(format!("open {}", path.display())))?;
+                f.set_len(at as u64)
+                    .and_then(|_| f.sync_all())
+                    .map_err(EngineError::io(format!("truncate {}", path.display())))?;
+            }
+            keep.push((first, path));
+        }
+        let next_seq = last + 1;
+        let path = dir.join(file_name(next_seq));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(EngineError::io(format!("open {}", path.display())))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if keep.last().map(|(s, _)| *s) != Some(next_seq) {
+            keep.push((next_seq, path));
+        }
+        sync_dir(dir)?;
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            dim,
+            policy,
+            max_file_bytes,
+            writer: Mutex::new(Writer {
+                file,
+                bytes,
+                next_seq,
+                written: last,
+                files: keep,
+                poisoned: None,
+            }),
+            sync_lock: Mutex::new(()),
+            durable: Mutex::new(last),
+            durable_cv: Condvar::new(),
+        };
+        Ok((wal, records))
+    }
+
+    /// Appends `op`, calls `on_written` with the record while still holding the log's order
+    /// (so records reach it in sequence order), and returns once the record is durable per
+    /// the fsync policy. Returns the record's last sequence number.
+    pub fn append(&self, op: WalOp, on_written: impl FnOnce(WalRecord)) -> EngineResult<Seq> {
+        let last = {
+            let mut w = self.writer.lock();
+            if let Some(reason) = &w.poisoned {
+                return Err(EngineError::Io {
+                    context: "write-ahead log".into(),
+                    source: std::io::Error::other(format!(
+                        "log is read-only after an earlier failure: {reason}"
+                    )),
+                });
+            }
+            let record = WalRecord {
+                first_seq: w.next_seq,
+                op,
+            };
+            let buf = encode(&record, self.dim);
+            if w.bytes > 0 && w.bytes + buf.len() as u64 > self.max_file_bytes {
+                self.rotate(&mut w)?;
+            }
+            if let Err(e) = w.file.write_all(&buf) {
+                // Cut the partial record away so later records never follow garbage.
+                let keep = w.bytes;
+                if w.file.set_len(keep).is_err() {
+                    w.poisoned = Some(e.to_string());
+                }
+                return Err(EngineError::io("append to the write-ahead log")(e));
+            }
+            w.bytes += buf.len() as u64;
+            let last = record.last_seq();
+            w.next_seq = last + 1;
+            w.written = last;
+            on_written(record);
+            last
+        };
+        match self.policy {
+            FsyncPolicy::Always => self.sync_to(last)?,
+            FsyncPolicy::Never => self.mark_durable(last),
+        }
+        Ok(last)
+    }
+
+    fn rotate(&self, w: &mut Writer) -> EngineResult<()> {
+        if let Err(e) = w.file.sync_data() {
+            w.poisoned = Some(e.to_string());
+            return Err(EngineError::io("fsync the write-ahead log")(e));
+        }
+        self.mark_durable(w.written);
+        let path = self.dir.join(file_name(w.next_seq));
+        w.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(EngineError::io(format!("open {}", path.display())))?;
+        w.bytes = 0;
+        w.files.push((w.next_seq, path));
+        sync_dir(&self.dir)
+    }
+
+    fn mark_durable(&self, seq: Seq) {
+        let mut d = self.durable.lock();
+        if seq > *d {
+            *d = seq;
+            self.durable_cv.notify_all();
+        }
+    }
+
+    /// Makes every record up to `seq` durable (one fsync serves all writers waiting).
+    pub fn sync_to(&self, seq: Seq) -> EngineResult<()> {
+        if *self.durable.lock() >= seq {
+            return Ok(());
+        }
+        let _leader = self.sync_lock.lock();
+        if *self.durable.lock() >= seq {
+            return Ok(());
+        }
+        let (file, written) = {
+            let w = self.writer.lock();
+            let file = w
+                .file
+                .try_clone()
+                .map_err(EngineError::io("clone the WAL handle"))?;
+            (file, w.written)
+        };
+        if let Err(e) = file.sync_data() {
+            self.writer.lock().poisoned = Some(e.to_string());
+            return Err(EngineError::io("fsync the write-ahead log")(e));
+        }
+        self.mark_durable(written);
+        Ok(())
+    }
+
+    /// Highest durable sequence number.
+    #[cfg(test)]
+    pub fn durable_seq(&self) -> Seq {
+        *self.durable.lock()
+    }
+
+    /// Blocks until `seq` is durable; false if the log failed meanwhile.
+    pub fn wait_durable(&self, seq: Seq) -> bool {
+        let mut d = self.durable.lock();
+        while *d < seq {
+            if self.writer.lock().poisoned.is_some() {
+                return false;
+            }
+            self.durable_cv
+                .wait_for(&mut d, std::time::Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// Deletes the files whose records are all at or below `seq` (covered by a checkpoint).
+    pub fn truncate_through(&self, seq: Seq) -> EngineResult<()> {
+        let mut w = self.writer.lock();
+        let mut removed = 0;
+        while w.files.len() > 1 && w.files[1].0 <= seq + 1 {
+            let (_, path) = w.files.remove(0);
+            fs::remove_file(&path)
+                .map_err(EngineError::io(format!("remove {}", path.display())))?;
+            removed += 1;
+        }
+        drop(w);
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes in the log's files.
+    pub fn size_bytes(&self) -> u64 {
+        let w = self.writer.lock();
+        w.files
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn upsert(ids: &[u64], dim: usize) -> WalOp {
+        WalOp::Upsert {
+            ids: ids.to_vec(),
+            vectors: ids.iter().flat_map(|&id| vec![id as f32; dim]).collect(),
+        }
+    }
+
+    #[test]
+    fn replays_after_checkpoint_and_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, recs) = Wal::open(dir.path(), 3, FsyncPolicy::Always, 200, 0).unwrap();
+        assert!(recs.is_empty());
+        let mut seen = Vec::new();
+        for i in 0..10u64 {
+            let last = wal
+                .append(upsert(&[i * 2, i * 2 + 1], 3), |r| seen.push(r.first_seq))
+                .unwrap();
+            assert_eq!(last, i * 2 + 2);
+        }
+        assert_eq!(seen, (0..10).map(|i| i * 2 + 1).collect::<Vec<_>>());
+        wal.append(WalOp::Delete { ids: vec![4] }, |_| {}).unwrap();
+        assert_eq!(wal.durable_seq(), 21);
+        drop(wal);
+        let (wal, recs) = Wal::open(dir.path(), 3, FsyncPolicy::Always, 200, 10).unwrap();
+        assert_eq!(recs.first().unwrap().first_seq, 11);
+        assert_eq!(recs.last().unwrap().op, WalOp::Delete { ids: vec![4] });
+        let files_before = fs::read_dir(dir.path()).unwrap().count();
+        assert!(files_before > 2, "rotation should have made several files");
+        wal.truncate_through(16).unwrap();
+        drop(wal);
+        let (_, recs) = Wal::open(dir.path(), 3, FsyncPolicy::Always, 200, 16).unwrap();
+        assert_eq!(recs.first().unwrap().first_seq, 17);
+        assert_eq!(recs.last().unwrap().last_seq(), 21);
+    }
+
+    proptest! {
+        #[test]
+        fn torn_tail_is_cut_and_appends_continue(cut in 1usize..37) {
+            let dir = tempfile::tempdir().unwrap();
+            let (wal, _) = Wal::open(dir.path(), 2, FsyncPolicy::Never, 1 << 20, 0).unwrap();
+            for i in 0..5u64 { wal.append(upsert(&[i], 2), |_| {}).unwrap(); }
+            drop(wal);
+            let path = dir.path().join(file_name(1));
+            let len = fs::metadata(&path).unwrap().len();
+            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(len - cut as u64).unwrap();
+            let (wal, recs) = Wal::open(dir.path(), 2, FsyncPolicy::Never, 1 << 20, 0).unwrap();
+            prop_assert_eq!(recs.len(), 4);
+            prop_assert_eq!(wal.append(upsert(&[99], 2), |_| {}).unwrap(), 5);
+            drop(wal);
+            let (_, recs) = Wal::open(dir.path(), 2, FsyncPolicy::Never, 1 << 20, 0).unwrap();
+            prop_assert_eq!(recs.len(), 5);
+            prop_assert_eq!(&recs[4].op, &upsert(&[99], 2));
+        }
+
+        #[test]
+        fn corruption_stops_replay(flip in 0usize..100) {
+            let dir = tempfile::tempdir().unwrap();
+            let (wal, _) = Wal::open(dir.path(), 2, FsyncPolicy::Never, 1 << 20, 0).unwrap();
+            for i in 0..3u64 { wal.append(upsert(&[i], 2), |_| {}).unwrap(); }
+            drop(wal);
+            let path = dir.path().join(file_name(1));
+            let mut bytes = fs::read(&path).unwrap();
+            let i = flip % bytes.len();
+            bytes[i] ^= 0x40;
+            fs::write(&path, &bytes).unwrap();
+            let (_, recs) = Wal::open(dir.path(), 2, FsyncPolicy::Never, 1 << 20, 0).unwrap();
+            let record_len = bytes.len() / 3;
+            prop_assert_eq!(recs.len(), i / record_len);
+        }
+    }
+}
