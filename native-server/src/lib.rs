@@ -2,8 +2,10 @@
 //!
 //! * [`index`] — index backends (FAISS) implementing `proxima_core::VectorIndex`;
 //! * [`api`] — the HTTP layer (warp): routes, JSON shapes, error mapping; no search logic;
-//! * [`cli`] — the `proxima` command line.
+//! * [`cli`] — the `proxima` command line;
+//! * [`embed`] — text embeddings (all-MiniLM-L6-v2 on the CPU with candle).
 
 pub mod api;
 pub mod cli;
+pub mod embed;
 pub mod index;
