@@ -84,7 +84,10 @@ fn embed(a: BenchEmbedArgs) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(vectors.len() == texts.len() * embedder.dim());
 
-    let command: Vec<String> = std::env::args().collect();
+    // The command as typed, with the binary named `proxima` whatever its path.
+    let command: Vec<String> = std::iter::once("proxima".to_string())
+        .chain(std::env::args().skip(1))
+        .collect();
     println!("proxima bench embed");
     println!("  command:  {}", command.join(" "));
     println!(
