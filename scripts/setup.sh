@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Proxima needs on a Debian/Ubuntu machine, skipping whatever is already there.
 #   scripts/setup.sh          everything (native build, wasm toolchain, browser)
-#   scripts/setup.sh native   only what the server build needs
+#   scripts/setup.sh native   only what the server build and its tests need (FAISS deps, the model)
 # Each step prints what it does. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
