@@ -91,7 +91,7 @@ fn dataset_build_writes_a_complete_dataset_and_caches_it() {
         "debian-packages",
         "--limit",
         "300",
-        "--queries",
+        "--held-out",
         "50",
         "--out",
         out_s,

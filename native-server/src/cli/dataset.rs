@@ -40,7 +40,7 @@ pub struct BuildArgs {
     pub limit: Option<usize>,
     /// Corpus texts held out of the base as queries.
     #[arg(long, default_value_t = DEFAULT_HELD_OUT)]
-    pub queries: usize,
+    pub held_out: usize,
     /// Seed of the base/query split.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
@@ -105,7 +105,7 @@ fn build(a: BuildArgs) -> anyhow::Result<BuildOutcome> {
     };
     let mut req = TextBuild::new(&a.name, source);
     req.limit = a.limit;
-    req.held_out = a.queries;
+    req.held_out = a.held_out;
     req.seed = a.seed;
     req.ground_truth_k = a.k;
     req.batch_size = a.batch;

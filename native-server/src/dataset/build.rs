@@ -1,7 +1,7 @@
 //! Building datasets: embed a corpus (or import vector files), compute exact ground truth,
 //! write everything into a temporary directory and rename it into place.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -370,6 +370,10 @@ fn unix_now() -> u64 {
 
 fn bar(progress: bool, len: u64, message: &'static str) -> ProgressBar {
     let target = if progress {
+        if !std::io::stderr().is_terminal() {
+            // No bar is drawn off a terminal: say at least what is going on.
+            eprintln!("{message}: {len} …");
+        }
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()

@@ -250,7 +250,7 @@ pub fn split(
     }
     if held_out >= n {
         return Err(DatasetError::Params(format!(
-            "the corpus has {n} texts: holding out {held_out} as queries leaves no base (lower --queries)"
+            "the corpus has {n} texts: holding out {held_out} as queries leaves no base (lower --held-out)"
         )));
     }
     let order = shuffled(n, seed);
