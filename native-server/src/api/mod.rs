@@ -1,159 +1,143 @@
-//! The HTTP layer: routes, JSON shapes and the mapping of typed errors onto status codes.
-//! It holds no search logic: every handler calls into the library.
+//! The HTTP layer (warp on tokio): routes, JSON shapes, auth, metrics and the mapping of
+//! typed errors onto status codes. It holds no search logic: every handler calls into the
+//! engine, the embedder or core, on tokio's blocking pool.
+//!
+//! * [`routes`] — the route table and the path of every request (auth → body limit →
+//!   handler off the reactor → error mapping → metrics);
+//! * [`handlers`] — one function per endpoint;
+//! * [`types`] — request/response shapes and the binary bulk-insert body;
+//! * [`errors`] — `ApiError` and the one mapping of engine/core errors onto statuses;
+//! * [`auth`] — write and read-only API keys;
+//! * [`metrics`] — Prometheus metrics;
+//! * [`openapi`] — the OpenAPI 3 document.
 
-use std::convert::Infallible;
+pub mod auth;
+pub mod errors;
+mod handlers;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod types;
+
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
-use proxima_core::advisor::{advise, AdviceRequest};
-use proxima_core::sizing::plan;
-use proxima_core::{Error, IndexSpec};
-use serde::{Deserialize, Serialize};
-use warp::http::StatusCode;
-use warp::reply::{json, with_status, Response};
-use warp::{Filter, Rejection, Reply};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
 
-/// Body of `POST /v1/plan`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanRequest {
-    pub vectors: u64,
-    pub dim: usize,
-    /// Index to size; when absent only the advice is returned.
-    pub index: Option<IndexSpec>,
-    pub ram_bytes: Option<u64>,
-    #[serde(default = "default_recall")]
-    pub recall: f64,
+pub use auth::{Access, Keys};
+pub use errors::ApiError;
+pub use metrics::Metrics;
+
+use crate::embed::Embedder;
+use crate::engine::Engine;
+
+/// Default request body limit: 64 MiB (about 40,000 vectors of 384 floats in JSON).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+/// Default cap on texts per `/v1/embed` request.
+pub const DEFAULT_MAX_EMBED_TEXTS: usize = 1024;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub keys: Keys,
+    pub max_body_bytes: usize,
+    pub max_embed_texts: usize,
 }
 
-fn default_recall() -> f64 {
-    0.95
-}
-
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Debug, Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
-}
-
-/// Builds the `{"error": {"code", "message"}}` response.
-pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {
-    with_status(
-        json(&ErrorBody {
-            error: ErrorDetail { code, message },
-        }),
-        status,
-    )
-    .into_response()
-}
-
-/// Maps a core error onto its HTTP response.
-pub fn core_error(e: &Error) -> Response {
-    let status = if e.is_client_error() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    };
-    error_response(status, e.code(), e.to_string())
-}
-
-fn handle_plan(req: PlanRequest) -> Response {
-    let plan = match req
-        .index
-        .map(|spec| plan(req.vectors, req.dim, spec))
-        .transpose()
-    {
-        Ok(p) => p,
-        Err(e) => return core_error(&e),
-    };
-    match advise(AdviceRequest {
-        vectors: req.vectors,
-        dim: req.dim,
-        ram_budget: req.ram_bytes,
-        recall_target: req.recall,
-    }) {
-        Ok(advice) => json(&serde_json::json!({"plan": plan, "advice": advice})).into_response(),
-        Err(e) => core_error(&e),
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            keys: Keys::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_embed_texts: DEFAULT_MAX_EMBED_TEXTS,
+        }
     }
 }
 
-/// Turns warp's rejections (unknown route, bad JSON, wrong method) into JSON errors.
-async fn recover(r: Rejection) -> Result<Response, Infallible> {
-    let (status, code, message) = if r.is_not_found() {
-        (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such route".to_string(),
-        )
-    } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
-        (StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
-    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed".to_string(),
-        )
-    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body too large".to_string(),
-        )
-    } else if r.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected application/json".to_string(),
-        )
-    } else {
-        (StatusCode::BAD_REQUEST, "bad_request", format!("{r:?}"))
-    };
-    Ok(error_response(status, code, message))
+/// Where the embedding model stands.
+pub enum EmbedderState {
+    Loading,
+    Unavailable(String),
+    Ready(Arc<Embedder>),
+}
+
+/// What handlers share. The engine and the embedder arrive after the server listens
+/// (recovery and model loading happen in the background; `/readyz` says when).
+pub struct AppState {
+    engine: OnceLock<Arc<Engine>>,
+    embedder: OnceLock<Result<Arc<Embedder>, String>>,
+    pub keys: Keys,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+    pub max_embed_texts: usize,
+}
+
+impl AppState {
+    pub fn new(config: ApiConfig) -> Self {
+        Self {
+            engine: OnceLock::new(),
+            embedder: OnceLock::new(),
+            keys: config.keys,
+            metrics: Metrics::new(),
+            max_body_bytes: config.max_body_bytes,
+            max_embed_texts: config.max_embed_texts,
+        }
+    }
+
+    /// Hands the opened engine over; the server is ready from then on.
+    pub fn set_engine(&self, engine: Arc<Engine>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// The engine, once open.
+    pub fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.get().cloned()
+    }
+
+    /// The engine, or 503 `not_ready`.
+    pub fn engine_or_503(&self) -> Result<Arc<Engine>, ApiError> {
+        self.engine().ok_or_else(ApiError::not_ready)
+    }
+
+    /// Records the outcome of loading the embedding model.
+    pub fn set_embedder(&self, embedder: Result<Arc<Embedder>, String>) {
+        let _ = self.embedder.set(embedder);
+    }
+
+    pub fn embedder(&self) -> EmbedderState {
+        match self.embedder.get() {
+            None => EmbedderState::Loading,
+            Some(Err(reason)) => EmbedderState::Unavailable(reason.clone()),
+            Some(Ok(e)) => EmbedderState::Ready(e.clone()),
+        }
+    }
 }
 
 /// All routes.
-pub fn routes() -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| json(&serde_json::json!({"status": "ok"})).into_response());
-    let version = warp::path!("version").and(warp::get()).map(|| {
-        json(&serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "faiss": crate::index::faiss_backend::FAISS_VERSION,
-        }))
-        .into_response()
-    });
-    let plan = warp::path!("v1" / "plan")
-        .and(warp::post())
-        .and(warp::body::content_length_limit(64 * 1024))
-        .and(warp::body::json())
-        .map(handle_plan);
-    health
-        .or(version)
-        .unify()
-        .or(plan)
-        .unify()
-        .recover(recover)
-        .unify()
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    routes::all(state)
 }
 
-/// Binds the server; returns the bound address and the future that serves until SIGINT/SIGTERM.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<(SocketAddr, impl Future<Output = ()>)> {
+/// Binds `addr`; returns the bound address and the future that serves until `shutdown`
+/// resolves, then finishes the requests in flight.
+pub async fn bind(
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let server = warp::serve(routes())
+    let server = warp::serve(routes(state))
         .incoming(listener)
-        .graceful(shutdown_signal())
+        .graceful(shutdown)
         .run();
     Ok((local, server))
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

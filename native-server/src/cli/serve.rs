@@ -1,22 +1,190 @@
 //! `proxima serve`: runs the HTTP server.
+//!
+//! Settings come from flags, then environment variables, then the TOML file given with
+//! `--config`, then defaults (the first that sets a value wins).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use serde::Deserialize;
 
-use crate::api;
+use crate::api::{self, ApiConfig, AppState, Keys};
+use crate::embed::{default_model_dir, Embedder};
+use crate::engine::{Engine, EngineConfig, FsyncPolicy};
 use crate::index::faiss_backend;
 
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "PROXIMA_LISTEN", default_value = "127.0.0.1:7700")]
+    /// TOML file with any of the settings below (snake_case keys, e.g. `listen = "0.0.0.0:7700"`,
+    /// `write_key = "…"`, `seal_rows = 50000`); flags and environment variables override it.
+    #[arg(long, env = "PROXIMA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:7700].
+    #[arg(long, env = "PROXIMA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the collections, WAL and indexes [default: ./data].
+    #[arg(long, env = "PROXIMA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// API key allowed to read and write (`Authorization: Bearer KEY` or `x-api-key: KEY`).
+    /// Without any key configured the API is open.
+    #[arg(long, env = "PROXIMA_WRITE_KEY", hide_env_values = true)]
+    pub write_key: Option<String>,
+    /// API key allowed to read only (a write with it answers 403).
+    #[arg(long, env = "PROXIMA_READ_KEY", hide_env_values = true)]
+    pub read_key: Option<String>,
+    /// Directory of the embedding model for /v1/embed
+    /// [default: ~/.cache/proxima/models/all-MiniLM-L6-v2].
+    #[arg(long, env = "PROXIMA_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Do not load the embedding model (/v1/embed answers 503).
+    #[arg(long)]
+    pub no_embed: bool,
+    /// Largest request body in bytes; larger ones answer 413 [default: 67108864].
+    #[arg(long, env = "PROXIMA_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// `always` (group commit: acknowledged writes are on disk) or `never` (the OS flushes
+    /// later) [default: always].
+    #[arg(long, env = "PROXIMA_FSYNC")]
+    pub fsync: Option<String>,
+    /// Rows after which a shard's growing segment is sealed and indexed [default: 100000].
+    #[arg(long, env = "PROXIMA_SEAL_ROWS")]
+    pub seal_rows: Option<usize>,
+    /// Staleness allowed at `bounded` consistency, in milliseconds [default: 100].
+    #[arg(long, env = "PROXIMA_BOUNDED_STALENESS_MS")]
+    pub bounded_staleness_ms: Option<u64>,
+    /// Longest a request waits for its consistency level, in milliseconds [default: 10000].
+    #[arg(long, env = "PROXIMA_CONSISTENCY_TIMEOUT_MS")]
+    pub consistency_timeout_ms: Option<u64>,
+    /// Largest k of a search [default: 10000].
+    #[arg(long, env = "PROXIMA_MAX_K")]
+    pub max_k: Option<usize>,
+    /// Most queries in one search request [default: 10000].
+    #[arg(long, env = "PROXIMA_MAX_QUERIES")]
+    pub max_queries: Option<usize>,
+    /// Threads building indexes in the background [default: 1].
+    #[arg(long, env = "PROXIMA_BUILD_THREADS")]
+    pub build_threads: Option<usize>,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub write_key: Option<String>,
+    pub read_key: Option<String>,
+    pub model_dir: Option<PathBuf>,
+    pub embed: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    pub fsync: Option<String>,
+    pub seal_rows: Option<usize>,
+    pub bounded_staleness_ms: Option<u64>,
+    pub consistency_timeout_ms: Option<u64>,
+    pub max_k: Option<usize>,
+    pub max_queries: Option<usize>,
+    pub build_threads: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// Everything `serve` runs with, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub listen: SocketAddr,
-    /// Directory holding the collections, WAL and indexes.
-    #[arg(long, env = "PROXIMA_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    pub model_dir: Option<PathBuf>,
+    pub api: ApiConfig,
+    pub engine: EngineConfig,
+}
+
+fn parse_fsync(s: &str) -> anyhow::Result<FsyncPolicy> {
+    match s.to_ascii_lowercase().as_str() {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        other => anyhow::bail!("fsync must be `always` or `never`, not {other:?}"),
+    }
+}
+
+impl Settings {
+    /// Flags/env over the file over defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700)));
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let mut engine = EngineConfig::new(data_dir);
+        if let Some(f) = args.fsync.or(file.fsync) {
+            engine.fsync = parse_fsync(&f)?;
+        }
+        if let Some(n) = args.seal_rows.or(file.seal_rows) {
+            anyhow::ensure!(n > 0, "seal_rows must be at least 1");
+            engine.seal_rows = n;
+        }
+        if let Some(ms) = args.bounded_staleness_ms.or(file.bounded_staleness_ms) {
+            engine.bounded_staleness = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.consistency_timeout_ms.or(file.consistency_timeout_ms) {
+            engine.consistency_timeout = Duration::from_millis(ms);
+        }
+        if let Some(k) = args.max_k.or(file.max_k) {
+            anyhow::ensure!(k > 0, "max_k must be at least 1");
+            engine.limits.max_k = k;
+        }
+        if let Some(q) = args.max_queries.or(file.max_queries) {
+            anyhow::ensure!(q > 0, "max_queries must be at least 1");
+            engine.limits.max_queries = q;
+        }
+        if let Some(t) = args.build_threads.or(file.build_threads) {
+            anyhow::ensure!(t > 0, "build_threads must be at least 1");
+            engine.build_threads = t;
+        }
+        let embed = !args.no_embed && file.embed.unwrap_or(true);
+        let model_dir = embed.then(|| {
+            args.model_dir
+                .or(file.model_dir)
+                .unwrap_or_else(default_model_dir)
+        });
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(api::DEFAULT_MAX_BODY_BYTES);
+        anyhow::ensure!(
+            max_body_bytes >= 1024,
+            "max_body_bytes must be at least 1024"
+        );
+        Ok(Self {
+            listen,
+            model_dir,
+            api: ApiConfig {
+                keys: Keys::new(
+                    args.write_key.or(file.write_key),
+                    args.read_key.or(file.read_key),
+                ),
+                max_body_bytes,
+                ..ApiConfig::default()
+            },
+            engine,
+        })
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -25,21 +193,145 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let mut settings = Settings::resolve(args)?;
     faiss_backend::self_check().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let data_dir = args.data_dir.canonicalize()?;
+    let data_dir = &settings.engine.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    settings.engine.data_dir = data_dir.canonicalize()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let (addr, server) = api::bind(args.listen).await?;
-        // The first stdout line is machine-readable for scripts and tests.
-        println!("proxima listening on http://{addr} data_dir={}", data_dir.display());
-        tracing::info!(%addr, data_dir = %data_dir.display(), faiss = faiss_backend::FAISS_VERSION, "server started");
-        server.await;
-        tracing::info!("server stopped");
-        Ok(())
-    })
+    runtime.block_on(serve(settings))
+}
+
+/// Listens, opens the engine and loads the model in the background, serves until SIGINT or
+/// SIGTERM, finishes the requests in flight, then closes the engine.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let state = Arc::new(AppState::new(settings.api.clone()));
+    let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel::<Option<String>>(None);
+    let mut fatal_watch = fatal_rx.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = api::shutdown_signal() => tracing::info!("shutdown signal: finishing requests in flight"),
+            _ = async {
+                // The sender is dropped once the engine is open: then only a signal stops us.
+                if fatal_watch.wait_for(Option::is_some).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {},
+        }
+    };
+    let (addr, server) = api::bind(settings.listen, state.clone(), shutdown)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let data_dir = settings.engine.data_dir.clone();
+    let keys = state.keys.describe();
+    // The first stdout line is machine-readable for scripts and tests.
+    println!(
+        "proxima listening on http://{addr} data_dir={} auth={keys}",
+        data_dir.display()
+    );
+    if state.keys.is_open() {
+        tracing::warn!("no API key configured: every route is open to anyone who can reach {addr} (set --write-key/--read-key or PROXIMA_WRITE_KEY/PROXIMA_READ_KEY)");
+    }
+    tracing::info!(%addr, data_dir = %data_dir.display(), auth = keys, faiss = faiss_backend::FAISS_VERSION, "server started; opening the data directory");
+
+    let opening = state.clone();
+    let engine_config = settings.engine.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || Engine::open(engine_config)).await {
+            Ok(Ok(engine)) => {
+                let engine = Arc::new(engine);
+                tracing::info!(
+                    collections = engine.list().len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "data directory open: ready"
+                );
+                opening.set_engine(engine);
+            }
+            Ok(Err(e)) => {
+                let _ = fatal_tx.send(Some(format!("opening the data directory: {e}")));
+            }
+            Err(e) => {
+                let _ = fatal_tx.send(Some(format!("opening the data directory panicked: {e}")));
+            }
+        }
+    });
+    let loading = state.clone();
+    match settings.model_dir.clone() {
+        Some(dir) => {
+            tokio::task::spawn_blocking(move || {
+                let result = Embedder::load(&dir)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string());
+                match &result {
+                    Ok(_) => tracing::info!(dir = %dir.display(), "embedding model loaded"),
+                    Err(e) => tracing::warn!("/v1/embed is unavailable: {e}"),
+                }
+                loading.set_embedder(result);
+            });
+        }
+        None => state.set_embedder(Err(
+            "the embedding model is disabled on this server (--no-embed / embed = false)".into(),
+        )),
+    }
+
+    server.await;
+    if let Some(engine) = state.engine() {
+        tokio::task::spawn_blocking(move || engine.close())
+            .await
+            .context("closing the engine")?;
+        tracing::info!("engine closed: every acknowledged write is applied");
+    }
+    let fatal = fatal_rx.borrow_and_update().clone();
+    match fatal {
+        Some(reason) => {
+            tracing::error!("{reason}");
+            anyhow::bail!(reason)
+        }
+        None => {
+            tracing::info!("server stopped");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxima.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nseal_rows = 500\nwrite_key = \"w\"\nfsync = \"never\"\nembed = false\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            seal_rows: Some(42),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.engine.seal_rows, 42);
+        assert_eq!(s.engine.fsync, FsyncPolicy::Never);
+        assert_eq!(s.api.keys.describe(), "write-key");
+        assert!(s.model_dir.is_none());
+        assert_eq!(s.engine.data_dir, PathBuf::from("./data"));
+
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let e = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("no_such_setting"), "{e:#}");
+    }
 }

@@ -1,0 +1,258 @@
+//! Prometheus metrics: request counts and latencies per route template and collection,
+//! query/insert/delete counters (rates give QPS), and gauges read from the engine at scrape
+//! time (vectors, index build progress, memory, WAL size).
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::engine::Engine;
+
+/// Every metric the server exports, in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    queries: IntCounterVec,
+    inserted: IntCounterVec,
+    deleted: IntCounterVec,
+    ready: IntGauge,
+    collections: IntGauge,
+    vectors: IntGaugeVec,
+    index_progress: GaugeVec,
+    index_building: IntGaugeVec,
+    memory: IntGaugeVec,
+    wal_bytes: IntGaugeVec,
+    resident: Gauge,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    // Names are fixed and distinct: registering cannot fail.
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::error!(error = %e, "registering a metric");
+    }
+    c
+}
+
+/// Latency buckets (seconds): 100 µs to 30 s.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        // No GPU search path exists in this build: the counter is exported, and stays 0.
+        register(
+            &r,
+            IntCounter::new(
+                "proxima_gpu_fallbacks_total",
+                "Searches that fell back from the GPU to the CPU (this build has no GPU path).",
+            )
+            .expect("valid metric"),
+        );
+        Self {
+            requests: counter(
+                "proxima_http_requests_total",
+                "HTTP requests by route template, method, status and collection.",
+                &["route", "method", "status", "collection"],
+            ),
+            latency: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "proxima_http_request_duration_seconds",
+                        "HTTP request latency by route template and collection.",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                    &["route", "collection"],
+                )
+                .expect("valid metric"),
+            ),
+            queries: counter(
+                "proxima_search_queries_total",
+                "Query vectors searched (rate() gives QPS).",
+                &["collection"],
+            ),
+            inserted: counter(
+                "proxima_vectors_inserted_total",
+                "Vectors inserted or replaced.",
+                &["collection"],
+            ),
+            deleted: counter(
+                "proxima_vectors_deleted_total",
+                "Vectors deleted (ids that existed).",
+                &["collection"],
+            ),
+            ready: register(
+                &r,
+                IntGauge::new("proxima_ready", "1 once the data directory is open.")
+                    .expect("valid metric"),
+            ),
+            collections: register(
+                &r,
+                IntGauge::new("proxima_collections", "Number of collections.")
+                    .expect("valid metric"),
+            ),
+            vectors: gauge(
+                "proxima_collection_vectors",
+                "Live vectors per collection.",
+                &["collection"],
+            ),
+            index_progress: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "proxima_index_build_progress",
+                        "Share of sealed rows served by the current index generation (0 to 1).",
+                    ),
+                    &["collection"],
+                )
+                .expect("valid metric"),
+            ),
+            index_building: gauge(
+                "proxima_index_building",
+                "1 while an index build is pending or running.",
+                &["collection"],
+            ),
+            memory: gauge(
+                "proxima_memory_bytes",
+                "Collection memory: actual (heap), mapped (mmap) and the planner's estimate.",
+                &["collection", "kind"],
+            ),
+            wal_bytes: gauge(
+                "proxima_wal_bytes",
+                "Bytes of write-ahead log on disk.",
+                &["collection"],
+            ),
+            resident: register(
+                &r,
+                Gauge::new(
+                    "proxima_process_resident_bytes",
+                    "Resident memory of the server process.",
+                )
+                .expect("valid metric"),
+            ),
+            registry: r,
+        }
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, route: &str, method: &str, status: u16, collection: &str, secs: f64) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string(), collection])
+            .inc();
+        self.latency
+            .with_label_values(&[route, collection])
+            .observe(secs);
+    }
+
+    pub fn searched(&self, collection: &str, queries: usize) {
+        self.queries
+            .with_label_values(&[collection])
+            .inc_by(queries as u64);
+    }
+
+    pub fn inserted(&self, collection: &str, n: usize) {
+        self.inserted
+            .with_label_values(&[collection])
+            .inc_by(n as u64);
+    }
+
+    pub fn deleted(&self, collection: &str, n: usize) {
+        self.deleted
+            .with_label_values(&[collection])
+            .inc_by(n as u64);
+    }
+
+    /// The text exposition, with the gauges refreshed from `engine` (blocking: `describe`
+    /// waits for acknowledged writes to be applied).
+    pub fn render(&self, engine: Option<&Engine>) -> Result<String, prometheus::Error> {
+        self.ready.set(i64::from(engine.is_some()));
+        self.vectors.reset();
+        self.index_progress.reset();
+        self.index_building.reset();
+        self.memory.reset();
+        self.wal_bytes.reset();
+        if let Some(engine) = engine {
+            let names = engine.list();
+            self.collections.set(names.len() as i64);
+            for name in names {
+                let Ok(c) = engine.collection(&name) else {
+                    continue;
+                };
+                let info = c.describe();
+                let l = [name.as_str()];
+                self.vectors.with_label_values(&l).set(info.count as i64);
+                self.index_progress
+                    .with_label_values(&l)
+                    .set(info.index.progress);
+                self.index_building
+                    .with_label_values(&l)
+                    .set(i64::from(info.index.state != "ready"));
+                for (kind, v) in [
+                    ("actual", info.memory.actual_bytes),
+                    ("mapped", info.memory.mapped_bytes),
+                    ("estimated", info.memory.estimated_bytes),
+                ] {
+                    self.memory.with_label_values(&[&name, kind]).set(v as i64);
+                }
+                self.wal_bytes
+                    .with_label_values(&l)
+                    .set(info.wal_bytes as i64);
+            }
+        }
+        if let Some(bytes) = resident_bytes() {
+            self.resident.set(bytes as f64);
+        }
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_routes_not_paths() {
+        let m = Metrics::new();
+        m.observe("/v1/collections/{name}/search", "POST", 200, "docs", 0.003);
+        m.searched("docs", 100);
+        let text = m.render(None).unwrap();
+        assert!(text.contains(
+            r#"proxima_http_requests_total{collection="docs",method="POST",route="/v1/collections/{name}/search",status="200"} 1"#
+        ), "{text}");
+        assert!(text.contains(r#"proxima_search_queries_total{collection="docs"} 100"#));
+        assert!(text.contains("proxima_gpu_fallbacks_total 0"));
+        assert!(text.contains("proxima_ready 0"));
+    }
+}

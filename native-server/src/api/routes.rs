@@ -1,0 +1,241 @@
+//! The route table and what every request goes through: auth, body limit, the handler off
+//! the reactor (`spawn_blocking`), error mapping, metrics.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use super::auth::Access;
+use super::errors::ApiError;
+use super::handlers as h;
+use super::AppState;
+
+/// What a handler gets: path parameters in template order, headers, the whole body.
+pub struct Call {
+    pub params: Vec<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Call {
+    /// The `{name}` parameter (routes under `/v1/collections/{name}`).
+    pub fn name(&self) -> &str {
+        self.params.first().map_or("", String::as_str)
+    }
+}
+
+/// A handler: plain blocking code, run on tokio's blocking pool.
+pub type Handler = fn(&AppState, &Call) -> Result<Response, ApiError>;
+
+/// One endpoint.
+pub struct Route {
+    pub method: Method,
+    /// The template, with `{param}` segments; also the metrics label.
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    /// Schema (in the OpenAPI document's components) of the request body, if any.
+    pub request: Option<&'static str>,
+    pub handler: Handler,
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $access:ident, $req:expr, $handler:path, $summary:literal) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: Access::$access,
+            summary: $summary,
+            request: $req,
+            handler: $handler,
+        }
+    };
+}
+
+/// Every endpoint. The OpenAPI document is generated from this table.
+pub static ROUTES: &[Route] = &[
+    route!(GET "/healthz", Open, None, h::health, "Liveness: the process serves HTTP."),
+    route!(GET "/readyz", Open, None, h::ready, "Readiness: 200 once the data directory is open (recovery done), 503 before."),
+    route!(GET "/metrics", Open, None, h::metrics, "Prometheus metrics (text exposition format)."),
+    route!(GET "/version", Open, None, h::version, "Server and FAISS versions."),
+    route!(GET "/openapi.json", Open, None, h::openapi, "This document."),
+    route!(POST "/v1/plan", Read, Some("PlanRequest"), h::plan, "Memory plan of an index and the advisor's recommendation."),
+    route!(POST "/v1/embed", Read, Some("EmbedRequest"), h::embed, "Embed texts with the built-in model (all-MiniLM-L6-v2, 384 dimensions)."),
+    route!(GET "/v1/collections", Read, None, h::list, "List collections with their schema and count."),
+    route!(PUT "/v1/collections/{name}", Write, Some("CreateCollection"), h::create, "Create a collection."),
+    route!(GET "/v1/collections/{name}", Read, None, h::describe, "Describe a collection: count, segments, index state and progress, memory, sequences, WAL size."),
+    route!(DELETE "/v1/collections/{name}", Write, None, h::drop, "Drop a collection and its files."),
+    route!(POST "/v1/collections/{name}/vectors", Write, Some("InsertRequest"), h::insert, "Insert or replace vectors (JSON, or the binary bulk form with Content-Type application/octet-stream)."),
+    route!(GET "/v1/collections/{name}/vectors/{id}", Read, None, h::get_vector, "The stored vector of an id (strong consistency)."),
+    route!(POST "/v1/collections/{name}/delete", Write, Some("DeleteRequest"), h::delete, "Delete ids (absent ids are ignored)."),
+    route!(POST "/v1/collections/{name}/search", Read, Some("SearchRequest"), h::search, "Batch k-nearest-neighbour search at a consistency level."),
+    route!(POST "/v1/collections/{name}/index", Write, Some("IndexSpec"), h::rebuild, "Start an asynchronous index (re)build; returns the job (the index generation)."),
+    route!(GET "/v1/collections/{name}/index", Read, None, h::index_status, "Index state and build progress."),
+    route!(POST "/v1/collections/{name}/flush", Write, None, h::flush, "Seal growing segments and checkpoint (WAL truncated)."),
+    route!(POST "/v1/collections/{name}/compact", Write, None, h::compact, "Flush, then rewrite sealed segments without their deleted rows."),
+];
+
+fn path_filter(template: &'static str) -> BoxedFilter<(Vec<String>,)> {
+    let mut f = warp::any().map(Vec::<String>::new).boxed();
+    for seg in template.trim_start_matches('/').split('/') {
+        f = if seg.starts_with('{') {
+            f.and(warp::path::param::<String>())
+                .map(|mut v: Vec<String>, p: String| {
+                    v.push(p);
+                    v
+                })
+                .boxed()
+        } else {
+            f.and(warp::path(seg)).boxed()
+        };
+    }
+    f.and(warp::path::end()).boxed()
+}
+
+fn method_filter(m: &Method) -> BoxedFilter<()> {
+    match *m {
+        Method::POST => warp::post().boxed(),
+        Method::PUT => warp::put().boxed(),
+        Method::DELETE => warp::delete().boxed(),
+        _ => warp::get().boxed(),
+    }
+}
+
+/// The filter of one endpoint.
+pub fn endpoint(state: Arc<AppState>, route: &'static Route) -> BoxedFilter<(Response,)> {
+    path_filter(route.path)
+        .and(method_filter(&route.method))
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |params: Vec<String>, headers: HeaderMap, body| {
+            serve(state.clone(), route, params, headers, body)
+        })
+        .boxed()
+}
+
+/// Reads the body, refusing more than `limit` bytes (413) whether or not a length is declared.
+async fn read_body<S, B>(body: S, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let too_large = |n: u64| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body of {n} bytes or more exceeds the limit of {limit} bytes (--max-body-bytes)"),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+        return Err(too_large(n));
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut body = pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::bad_request("body_read_error", e.to_string()))?;
+        if buf.len() + chunk.remaining() > limit {
+            return Err(too_large((buf.len() + chunk.remaining()) as u64));
+        }
+        while chunk.has_remaining() {
+            let c = chunk.chunk();
+            buf.extend_from_slice(c);
+            let n = c.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+async fn serve<S, B>(
+    state: Arc<AppState>,
+    route: &'static Route,
+    params: Vec<String>,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let started = Instant::now();
+    let name = route
+        .path
+        .starts_with("/v1/collections/{name}")
+        .then(|| params.first().cloned())
+        .flatten();
+    let result = async {
+        state.keys.check(route.access, &headers)?;
+        let body = read_body(body, &headers, state.max_body_bytes).await?;
+        let call = Call {
+            params,
+            headers,
+            body,
+        };
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || (route.handler)(&st, &call))
+            .await
+            .map_err(|e| {
+                ApiError::internal(if e.is_panic() {
+                    "the request handler panicked (see the server log)"
+                } else {
+                    "the request handler was cancelled"
+                })
+            })?
+    }
+    .await;
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(route = route.path, method = %route.method, collection = name.as_deref().unwrap_or(""), code = %e.code, message = %e.message, "internal error");
+            } else if e.status.is_server_error() {
+                tracing::warn!(route = route.path, collection = name.as_deref().unwrap_or(""), code = %e.code, message = %e.message, "unavailable");
+            }
+            e.into_response()
+        }
+    };
+    let status = response.status();
+    // Label with the collection only when it exists (or the request succeeded), so that
+    // requests naming arbitrary collections cannot grow the label set without bound.
+    let label = match &name {
+        Some(n)
+            if status.is_success() || state.engine().is_some_and(|e| e.collection(n).is_ok()) =>
+        {
+            n.as_str()
+        }
+        _ => "",
+    };
+    let secs = started.elapsed().as_secs_f64();
+    state.metrics.observe(
+        route.path,
+        route.method.as_str(),
+        status.as_u16(),
+        label,
+        secs,
+    );
+    tracing::debug!(route = route.path, method = %route.method, status = status.as_u16(), ms = secs * 1e3, "request");
+    response
+}
+
+/// All routes, with rejections (unknown route, wrong method) answered as JSON errors.
+pub fn all(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let mut routes = ROUTES.iter();
+    let first = routes.next().expect("the route table is not empty");
+    let mut f = endpoint(state.clone(), first);
+    for r in routes {
+        f = f.or(endpoint(state.clone(), r)).unify().boxed();
+    }
+    f.recover(super::errors::recover).unify().boxed()
+}

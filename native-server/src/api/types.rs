@@ -1,0 +1,267 @@
+//! Request and response shapes, and the binary bulk-insert body.
+
+use proxima_core::consistency::Seq;
+use proxima_core::{ConsistencyLevel, Error as CoreError, Hit, IndexSpec, Metric, SearchParams};
+use serde::{Deserialize, Serialize};
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::errors::ApiError;
+
+/// A JSON response from already-serialised bytes.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ApiError::internal(format!("serialising the response: {e}")))?;
+    Ok(json_bytes(status, body))
+}
+
+/// Parses a JSON body.
+pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "empty body: a JSON object is expected",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))
+}
+
+/// Flattens rows into one row-major buffer, checking every row against `dim`.
+pub fn flatten(rows: &[Vec<f32>], dim: usize) -> Result<Vec<f32>, ApiError> {
+    let mut flat = Vec::with_capacity(rows.len() * dim);
+    for row in rows {
+        if row.len() != dim {
+            return Err(CoreError::DimensionMismatch {
+                expected: dim,
+                got: row.len(),
+            }
+            .into());
+        }
+        flat.extend_from_slice(row);
+    }
+    Ok(flat)
+}
+
+fn flat_index() -> IndexSpec {
+    IndexSpec::Flat
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Body of `PUT /v1/collections/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    pub dim: usize,
+    pub metric: Metric,
+    #[serde(default = "flat_index")]
+    pub index: IndexSpec,
+    #[serde(default = "one")]
+    pub shards: usize,
+    #[serde(default)]
+    pub auto_id: bool,
+}
+
+/// Body of `POST /v1/collections/{name}/vectors` (JSON form).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsertRequest {
+    pub vectors: Vec<Vec<f32>>,
+    pub ids: Option<Vec<u64>>,
+}
+
+/// Body of `POST /v1/collections/{name}/delete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    pub ids: Vec<u64>,
+}
+
+/// Index knobs of a search.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Knobs {
+    pub nprobe: Option<usize>,
+    pub ef: Option<usize>,
+    pub search_list: Option<usize>,
+}
+
+fn ten() -> usize {
+    10
+}
+
+/// Body of `POST /v1/collections/{name}/search`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub vectors: Vec<Vec<f32>>,
+    #[serde(default = "ten")]
+    pub k: usize,
+    #[serde(default)]
+    pub params: Knobs,
+    #[serde(default)]
+    pub consistency: ConsistencyLevel,
+    pub session_seq: Option<Seq>,
+}
+
+impl SearchRequest {
+    pub fn search_params(&self) -> SearchParams {
+        SearchParams {
+            k: self.k,
+            nprobe: self.params.nprobe,
+            ef: self.params.ef,
+            search_list: self.params.search_list,
+        }
+    }
+}
+
+/// Answer of a search.
+#[derive(Debug, Serialize)]
+pub struct SearchResponse {
+    pub results: Vec<Vec<Hit>>,
+    pub seq: Seq,
+    pub took_ms: f64,
+}
+
+/// Body of `POST /v1/embed`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedRequest {
+    pub texts: Vec<String>,
+}
+
+/// Body of `POST /v1/plan`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    pub vectors: u64,
+    pub dim: usize,
+    /// Index to size; when absent only the advice is returned.
+    pub index: Option<IndexSpec>,
+    pub ram_bytes: Option<u64>,
+    #[serde(default = "default_recall")]
+    pub recall: f64,
+}
+
+fn default_recall() -> f64 {
+    0.95
+}
+
+/// A decoded binary bulk insert.
+#[derive(Debug, PartialEq)]
+pub struct BinaryBatch {
+    pub dim: usize,
+    pub vectors: Vec<f32>,
+    pub ids: Option<Vec<u64>>,
+}
+
+/// Decodes the binary insert body: `u32 rows`, `u32 dim` (little-endian, the `.fbin` header),
+/// `rows × dim` little-endian `f32`, then optionally `rows` little-endian `u64` ids. Whether
+/// ids are present follows from the length (a `.fbin` file is a valid body; so is a `.fbin`
+/// file followed by an `ids.u64` file).
+pub fn decode_binary(body: &[u8]) -> Result<BinaryBatch, ApiError> {
+    let bad = |m: String| ApiError::bad_request("malformed_binary", m);
+    if body.len() < 8 {
+        return Err(bad(format!(
+            "a binary body starts with u32 rows and u32 dim: got {} bytes",
+            body.len()
+        )));
+    }
+    let rows = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
+    let dim = u32::from_le_bytes([body[4], body[5], body[6], body[7]]) as usize;
+    let payload = &body[8..];
+    let floats = rows
+        .checked_mul(dim)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| bad(format!("{rows} rows × {dim} is too large")))?;
+    let with_ids = floats + rows * 8;
+    let has_ids = if payload.len() == floats {
+        false
+    } else if payload.len() == with_ids {
+        true
+    } else {
+        return Err(bad(format!(
+            "{rows} rows × {dim} dims need {floats} bytes of f32 (or {with_ids} with u64 ids) \
+             after the 8-byte header: got {}",
+            payload.len()
+        )));
+    };
+    let vectors = payload[..floats]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let ids = has_ids.then(|| {
+        payload[floats..]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect()
+    });
+    Ok(BinaryBatch { dim, vectors, ids })
+}
+
+/// Encodes a binary insert body (the inverse of [`decode_binary`]); used by the CLI client.
+pub fn encode_binary(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Vec<u8> {
+    let rows = vectors.len().checked_div(dim).unwrap_or(0);
+    let mut out = Vec::with_capacity(8 + vectors.len() * 4 + ids.map_or(0, |i| i.len() * 8));
+    out.extend_from_slice(&(rows as u32).to_le_bytes());
+    out.extend_from_slice(&(dim as u32).to_le_bytes());
+    for v in vectors {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for id in ids.unwrap_or(&[]) {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_round_trip_with_and_without_ids() {
+        let v = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = decode_binary(&encode_binary(3, &v, None)).unwrap();
+        assert_eq!((b.dim, b.vectors.as_slice(), b.ids), (3, &v[..], None));
+        let b = decode_binary(&encode_binary(3, &v, Some(&[7, 9]))).unwrap();
+        assert_eq!(b.ids, Some(vec![7, 9]));
+        let mut truncated = encode_binary(3, &v, None);
+        truncated.pop();
+        assert_eq!(
+            decode_binary(&truncated).unwrap_err().code,
+            "malformed_binary"
+        );
+        assert!(decode_binary(&[1, 0, 0]).is_err());
+        // A header claiming an absurd size is rejected without allocating.
+        let mut huge = vec![0xff; 8];
+        huge.extend_from_slice(&[0; 16]);
+        assert!(decode_binary(&huge).is_err());
+    }
+
+    #[test]
+    fn flatten_checks_every_row() {
+        let rows = vec![vec![1.0, 2.0], vec![3.0]];
+        assert_eq!(flatten(&rows, 2).unwrap_err().code, "dimension_mismatch");
+        assert_eq!(flatten(&rows[..1], 2).unwrap(), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn search_defaults() {
+        let r: SearchRequest = serde_json::from_str(r#"{"vectors": [[1.0]]}"#).unwrap();
+        assert_eq!((r.k, r.consistency), (10, ConsistencyLevel::Bounded));
+        assert!(serde_json::from_str::<SearchRequest>(r#"{"vectors": [], "kk": 1}"#).is_err());
+    }
+}
