@@ -19,6 +19,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Embedding throughput (sentences/s) on Debian package descriptions.
     Embed(BenchEmbedArgs),
+    /// Batch search throughput over HTTP vs in-process on the same collection.
+    Http(super::bench_http::BenchHttpArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -40,6 +42,7 @@ pub struct BenchEmbedArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Embed(a) => embed(a),
+        BenchCommand::Http(a) => super::bench_http::run(a),
     }
 }
 

@@ -1,9 +1,13 @@
 //! The `proxima` command line: one module per subcommand.
 
 mod bench;
+mod bench_http;
+pub mod client;
 mod dataset;
 mod embed;
+mod import;
 mod plan;
+mod search;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -11,8 +15,10 @@ use clap::{Parser, Subcommand};
 pub use bench::{BenchArgs, BenchCommand, BenchEmbedArgs};
 pub use dataset::{BuildArgs, DatasetArgs, DatasetCommand, ImportArgs};
 pub use embed::EmbedArgs;
+pub use import::{ImportArgs as ImportToServerArgs, ServerArgs};
 pub use plan::PlanArgs;
-pub use serve::ServeArgs;
+pub use search::SearchArgs;
+pub use serve::{ServeArgs, Settings};
 
 /// The long version string: crate version and the FAISS it links.
 pub const LONG_VERSION: &str = concat!(
@@ -34,6 +40,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Send a vector file (.fvecs, .bvecs, .fbin, .npy) or a dataset directory to a running
+    /// server, in batches, with a progress bar.
+    Import(import::ImportArgs),
+    /// Query a running server with a vector or a text.
+    Search(SearchArgs),
     /// Print the memory plan of an index and the advisor's recommendation.
     Plan(PlanArgs),
     /// Embed texts with the built-in model (all-MiniLM-L6-v2, 384 dimensions).
@@ -48,6 +59,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Search(args) => search::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Dataset(args) => dataset::run(args),

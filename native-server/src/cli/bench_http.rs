@@ -1,0 +1,305 @@
+//! `proxima bench http`: batch search throughput over HTTP against the same collection
+//! searched in-process, printed as a ratio.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use proxima_core::{ConsistencyLevel, IndexSpec, Metric, SearchParams};
+
+use super::bench::machine;
+use crate::api::{self, ApiConfig, AppState};
+use crate::dataset::{default_dir, Dataset, DEBIAN_PACKAGES};
+use crate::engine::{CollectionSchema, Engine, EngineConfig, FsyncPolicy};
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchHttpArgs {
+    /// Dataset directory [default: $PROXIMA_HOME/datasets/debian-packages]; without one, a
+    /// seeded synthetic set of --synthetic unit vectors of 384 dimensions is used.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Rows of the synthetic set (used only when no dataset is found).
+    #[arg(long, default_value_t = 20_000)]
+    pub synthetic: usize,
+    /// Use at most this many base rows of the dataset.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Index of the collection, as JSON.
+    #[arg(long, default_value = r#"{"type":"IVF_FLAT","params":{"nlist":256}}"#)]
+    pub index: String,
+    /// IVF lists probed per query.
+    #[arg(long, default_value_t = 16)]
+    pub nprobe: usize,
+    /// Queries per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Neighbours per query.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Requests (batches) per measurement.
+    #[arg(long, default_value_t = 60)]
+    pub requests: usize,
+    /// Concurrent clients (threads), the same in both measurements.
+    #[arg(long, default_value_t = 2)]
+    pub clients: usize,
+}
+
+struct Data {
+    what: String,
+    dim: usize,
+    metric: Metric,
+    base: Vec<f32>,
+    ids: Vec<u64>,
+    queries: Vec<f32>,
+}
+
+/// Seeded unit vectors (SplitMix64 → uniform in [-1, 1), normalised).
+fn synthetic(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    };
+    let mut v: Vec<f32> = (0..rows * dim).map(|_| next()).collect();
+    for row in v.chunks_exact_mut(dim) {
+        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+fn load(args: &BenchHttpArgs) -> anyhow::Result<Data> {
+    let dir = args
+        .dataset
+        .clone()
+        .unwrap_or_else(|| default_dir(DEBIAN_PACKAGES));
+    if dir.join("manifest.json").exists() {
+        let d = Dataset::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        let rows = args.limit.unwrap_or(d.len()).min(d.len());
+        anyhow::ensure!(d.num_queries() > 0, "{} has no queries", dir.display());
+        return Ok(Data {
+            what: format!(
+                "{} ({}): {rows} base vectors × {}, {} queries, {}",
+                d.name,
+                dir.display(),
+                d.dim,
+                d.num_queries(),
+                d.metric
+            ),
+            dim: d.dim,
+            metric: d.metric,
+            base: d.base[..rows * d.dim].to_vec(),
+            ids: d.ids[..rows].to_vec(),
+            queries: d.queries,
+        });
+    }
+    anyhow::ensure!(args.dataset.is_none(), "{} holds no dataset", dir.display());
+    let dim = 384;
+    let rows = args.synthetic.max(1);
+    Ok(Data {
+        what: format!(
+            "synthetic: {rows} seeded random unit vectors × {dim}, 1000 queries, cosine \
+             (no dataset at {}; `proxima dataset build debian-packages` makes one)",
+            dir.display()
+        ),
+        dim,
+        metric: Metric::Cosine,
+        base: synthetic(rows, dim, 42),
+        ids: (0..rows as u64).collect(),
+        queries: synthetic(1000, dim, 7),
+    })
+}
+
+/// Runs `requests` batches over `clients` threads; returns the wall time.
+fn timed(
+    clients: usize,
+    requests: usize,
+    run: impl Fn(usize) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let run = &run;
+                s.spawn(move || -> anyhow::Result<()> {
+                    for r in (c..requests).step_by(clients) {
+                        run(r)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
+        })
+    })?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.batch > 0 && args.requests > 0 && args.clients > 0,
+        "--batch, --requests and --clients must be at least 1"
+    );
+    let index: IndexSpec = serde_json::from_str(&args.index)
+        .with_context(|| format!("--index {:?} is not an index spec", args.index))?;
+    let data = load(&args)?;
+    let dim = data.dim;
+    let rows = data.ids.len();
+    let nq = data.queries.len() / dim;
+    let batches: Vec<Vec<f32>> = (0..nq.div_ceil(args.batch).max(1))
+        .map(|b| {
+            (0..args.batch)
+                .flat_map(|i| {
+                    let q = (b * args.batch + i) % nq;
+                    data.queries[q * dim..(q + 1) * dim].iter().copied()
+                })
+                .collect()
+        })
+        .collect();
+
+    let dir = std::env::temp_dir().join(format!("proxima-bench-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = EngineConfig::new(&dir);
+    config.fsync = FsyncPolicy::Never;
+    config.seal_rows = rows + 1;
+    let engine = Arc::new(Engine::open(config)?);
+    let result = (|| -> anyhow::Result<()> {
+        let name = "bench";
+        let collection = engine.create_collection(CollectionSchema {
+            name: name.into(),
+            dim,
+            metric: data.metric,
+            index,
+            num_shards: 1,
+            auto_id: false,
+        })?;
+        let loading = Instant::now();
+        for (v, ids) in data.base.chunks(10_000 * dim).zip(data.ids.chunks(10_000)) {
+            collection.insert(v, Some(ids))?;
+        }
+        collection.flush()?;
+        anyhow::ensure!(
+            collection.wait_index_ready(Duration::from_secs(1800)),
+            "the index build did not finish"
+        );
+        let load_s = loading.elapsed().as_secs_f64();
+        let params = SearchParams::new(args.k).with_nprobe(args.nprobe);
+
+        // In-process.
+        let search = |r: usize| -> anyhow::Result<usize> {
+            let res = collection.search(
+                &batches[r % batches.len()],
+                &params,
+                ConsistencyLevel::Eventually,
+                None,
+            )?;
+            Ok(res.hits.len())
+        };
+        search(0)?;
+        let inproc_s = timed(args.clients, args.requests, |r| search(r).map(drop))?;
+
+        // Over HTTP, to a server in this process on the same engine.
+        let state = Arc::new(AppState::new(ApiConfig::default()));
+        state.set_engine(engine.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) =
+            runtime.block_on(api::bind("127.0.0.1:0".parse()?, state, async move {
+                let _ = stop_rx.await;
+            }))?;
+        let server = runtime.spawn(server);
+        let url = format!("http://{addr}/v1/collections/{name}/search");
+        let bodies: Vec<String> = batches
+            .iter()
+            .map(|b| {
+                let rows: Vec<&[f32]> = b.chunks_exact(dim).collect();
+                serde_json::json!({"vectors": rows, "k": args.k, "params": {"nprobe": args.nprobe}, "consistency": "eventually"}).to_string()
+            })
+            .collect();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(120))
+            .build();
+        let post = |r: usize| -> anyhow::Result<()> {
+            let v: serde_json::Value = agent
+                .post(&url)
+                .set("Content-Type", "application/json")
+                .send_string(&bodies[r % bodies.len()])?
+                .into_json()?;
+            let n = v["results"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(
+                n == args.batch,
+                "{n} result lists for {} queries",
+                args.batch
+            );
+            Ok(())
+        };
+        // Same answers both ways (first batch).
+        let direct = collection.search(&batches[0], &params, ConsistencyLevel::Eventually, None)?;
+        let v: serde_json::Value = agent.post(&url).send_string(&bodies[0])?.into_json()?;
+        let first: Vec<u64> = v["results"][0]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["id"].as_u64())
+            .collect();
+        anyhow::ensure!(
+            first == direct.hits[0].iter().map(|h| h.id).collect::<Vec<_>>(),
+            "HTTP and in-process answers differ"
+        );
+        let http_s = timed(args.clients, args.requests, post)?;
+        let _ = stop_tx.send(());
+        let _ = runtime.block_on(server);
+
+        let queries = (args.requests * args.batch) as f64;
+        let (inproc_qps, http_qps) = (queries / inproc_s, queries / http_s);
+        let command: Vec<String> = std::iter::once("proxima".to_string())
+            .chain(std::env::args().skip(1))
+            .collect();
+        println!("proxima bench http");
+        println!("  command:     {}", command.join(" "));
+        println!(
+            "  build:       {} profile",
+            if cfg!(debug_assertions) {
+                "dev (dependencies at opt-level 3)"
+            } else {
+                "release"
+            }
+        );
+        println!("  machine:     {}", machine());
+        println!("  data:        {}", data.what);
+        println!(
+            "  collection:  {} {}, 1 shard, sealed and indexed in {load_s:.1} s",
+            serde_json::to_string(&index)?,
+            data.metric
+        );
+        println!(
+            "  workload:    {} requests of {} queries, k {}, nprobe {}, {} concurrent clients, consistency eventually",
+            args.requests, args.batch, args.k, args.nprobe, args.clients
+        );
+        println!(
+            "  in-process:  {inproc_qps:>9.0} queries/s ({:.1} ms per batch)",
+            inproc_s * 1e3 * args.clients as f64 / args.requests as f64
+        );
+        println!(
+            "  HTTP (JSON): {http_qps:>9.0} queries/s ({:.1} ms per batch, client on the same machine)",
+            http_s * 1e3 * args.clients as f64 / args.requests as f64
+        );
+        println!(
+            "  ratio:       {:.2} (HTTP / in-process)",
+            http_qps / inproc_qps
+        );
+        Ok(())
+    })();
+    engine.close();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
