@@ -46,12 +46,18 @@ pub struct Server {
     pub child: Child,
     pub base_url: String,
     pub data_dir: tempfile::TempDir,
+    /// The first line the server printed (address, data dir, auth).
+    pub first_line: String,
 }
 
 impl Server {
     /// Starts a server on `127.0.0.1:0` with a fresh data dir and waits for its address line.
     pub fn start(extra_args: &[&str]) -> Server {
-        let data_dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), extra_args)
+    }
+
+    /// Starts a server on `127.0.0.1:0` over an existing data dir.
+    pub fn start_in(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Server {
         let mut child = Command::new(proxima_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
@@ -83,7 +89,35 @@ impl Server {
             child,
             base_url,
             data_dir,
+            first_line: line,
         }
+    }
+
+    /// Polls `/readyz` until it answers 200 (the data directory is open); panics after 60 s.
+    pub fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if http("GET", &self.url("/readyz"), None).status == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server not ready after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait for the exit code, then start a new server over the same data dir.
+    pub fn restart(mut self, extra_args: &[&str]) -> (Option<i32>, Server) {
+        // SAFETY: as in `terminate`.
+        #[cfg(unix)]
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        let dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("tempdir"));
+        (code, Server::start_in(dir, extra_args))
     }
 
     /// Full URL of `path`.
@@ -124,9 +158,27 @@ pub struct HttpReply {
 
 /// One HTTP request with an optional JSON body; any status comes back (4xx is not an error).
 pub fn http(method: &str, url: &str, body: Option<&str>) -> HttpReply {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    http_with(
+        method,
+        url,
+        &[],
+        body.map(|b| ("application/json", b.as_bytes())),
+    )
+}
+
+/// One HTTP request with extra headers and an optional `(content type, bytes)` body.
+pub fn http_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> HttpReply {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
     let res = match body {
-        Some(b) => req.set("Content-Type", "application/json").send_string(b),
+        Some((content_type, b)) => req.set("Content-Type", content_type).send_bytes(b),
         None => req.call(),
     };
     let resp = match res {

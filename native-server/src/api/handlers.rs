@@ -14,7 +14,7 @@ use super::errors::ApiError;
 use super::routes::Call;
 use super::types::{
     decode_binary, flatten, json, parse, CreateCollection, DeleteRequest, EmbedRequest,
-    InsertRequest, PlanRequest, SearchRequest, SearchResponse,
+    EmbedResponse, InsertRequest, PlanRequest, SearchRequest, SearchResponse, VectorResponse,
 };
 use super::{openapi, AppState, EmbedderState};
 use crate::embed::{EmbedError, MODEL_NAME};
@@ -107,7 +107,11 @@ pub fn embed(s: &AppState, c: &Call) -> Answer {
         EmbedError::Tokenizer { reason } => ApiError::bad_request("invalid_text", reason),
         other => ApiError::internal(other.to_string()),
     })?;
-    ok(&j!({"model": MODEL_NAME, "dim": embedder.dim(), "vectors": vectors}))
+    ok(&EmbedResponse {
+        model: MODEL_NAME,
+        dim: embedder.dim(),
+        vectors,
+    })
 }
 
 pub fn list(s: &AppState, _: &Call) -> Answer {
@@ -192,7 +196,7 @@ pub fn get_vector(s: &AppState, c: &Call) -> Answer {
         .parse()
         .map_err(|_| CoreError::invalid("id", raw, "must be an unsigned 64-bit integer"))?;
     let vector = collection(s, c)?.get(id)?;
-    ok(&j!({ "id": id, "vector": vector }))
+    ok(&VectorResponse { id, vector })
 }
 
 pub fn delete(s: &AppState, c: &Call) -> Answer {

@@ -136,6 +136,22 @@ pub struct SearchResponse {
     pub took_ms: f64,
 }
 
+/// Answer of `GET /v1/collections/{name}/vectors/{id}` (floats written as `f32`, so they
+/// read back exactly).
+#[derive(Debug, Serialize)]
+pub struct VectorResponse {
+    pub id: u64,
+    pub vector: Vec<f32>,
+}
+
+/// Answer of `POST /v1/embed`.
+#[derive(Debug, Serialize)]
+pub struct EmbedResponse {
+    pub model: &'static str,
+    pub dim: usize,
+    pub vectors: Vec<Vec<f32>>,
+}
+
 /// Body of `POST /v1/embed`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
