@@ -19,6 +19,9 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Embedding throughput (sentences/s) on Debian package descriptions.
     Embed(BenchEmbedArgs),
+    /// Every index type through the engine on real embeddings: build time, memory, QPS,
+    /// recall@10, and the engine's cost over calling FAISS directly.
+    Engine(super::bench_engine::BenchEngineArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -40,6 +43,7 @@ pub struct BenchEmbedArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Embed(a) => embed(a),
+        BenchCommand::Engine(a) => super::bench_engine::run(a),
     }
 }
 
