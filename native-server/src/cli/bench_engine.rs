@@ -63,9 +63,19 @@ fn specs(list: &str, n: usize, dim: usize, m: usize) -> anyhow::Result<Vec<Index
                 "FLAT" => IndexSpec::Flat,
                 "IVF_FLAT" => IndexSpec::IvfFlat { nlist },
                 "IVF_SQ8" => IndexSpec::IvfSq8 { nlist },
-                "IVF_PQ" => IndexSpec::IvfPq { nlist, m: (dim / 8).max(1), nbits: 8 },
-                "HNSW" => IndexSpec::Hnsw { m, ef_construction: 100 },
-                "HNSW_SQ8" => IndexSpec::HnswSq8 { m, ef_construction: 100 },
+                "IVF_PQ" => IndexSpec::IvfPq {
+                    nlist,
+                    m: (dim / 8).max(1),
+                    nbits: 8,
+                },
+                "HNSW" => IndexSpec::Hnsw {
+                    m,
+                    ef_construction: 100,
+                },
+                "HNSW_SQ8" => IndexSpec::HnswSq8 {
+                    m,
+                    ef_construction: 100,
+                },
                 other => bail!("unknown index type {other}"),
             })
         })
@@ -73,7 +83,12 @@ fn specs(list: &str, n: usize, dim: usize, m: usize) -> anyhow::Result<Vec<Index
 }
 
 /// Runs `f` over the queries in batches of `batch`, returning hits and elapsed time.
-fn timed<F>(queries: &[f32], dim: usize, batch: usize, mut f: F) -> anyhow::Result<(Vec<Vec<Hit>>, Duration)>
+fn timed<F>(
+    queries: &[f32],
+    dim: usize,
+    batch: usize,
+    mut f: F,
+) -> anyhow::Result<(Vec<Vec<Hit>>, Duration)>
 where
     F: FnMut(&[f32]) -> anyhow::Result<Vec<Vec<Hit>>>,
 {
@@ -93,18 +108,42 @@ fn index_file(segment_dir: &Path) -> Option<PathBuf> {
 }
 
 pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
-    let dir = a.dataset.clone().unwrap_or_else(|| default_dir("debian-packages"));
-    let data = Dataset::open(&dir)
-        .with_context(|| format!("open dataset {} (build it: proxima dataset build debian-packages)", dir.display()))?;
+    let dir = a
+        .dataset
+        .clone()
+        .unwrap_or_else(|| default_dir("debian-packages"));
+    let data = Dataset::open(&dir).with_context(|| {
+        format!(
+            "open dataset {} (build it: proxima dataset build debian-packages)",
+            dir.display()
+        )
+    })?;
     let (n, dim, nq) = (data.len(), data.dim, data.num_queries());
-    let truth: Vec<Vec<u64>> = data.ground_truth.iter().map(|t| t.iter().take(a.k).copied().collect()).collect();
+    let truth: Vec<Vec<u64>> = data
+        .ground_truth
+        .iter()
+        .map(|t| t.iter().take(a.k).copied().collect())
+        .collect();
     let scratch = tempfile::tempdir()?;
-    let work = a.work_dir.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+    let work = a
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
     let mut config = EngineConfig::new(&work);
     config.seal_rows = n + 1;
     let engine = Engine::open(config)?;
-    println!("proxima bench engine: {} ({n} vectors × {dim}, {nq} queries, {}), k={}, nprobe={}, ef={}", dir.display(), data.metric, a.k, a.nprobe, a.ef);
-    println!("command: {}", std::env::args().collect::<Vec<_>>().join(" "));
+    println!(
+        "proxima bench engine: {} ({n} vectors × {dim}, {nq} queries, {}), k={}, nprobe={}, ef={}",
+        dir.display(),
+        data.metric,
+        a.k,
+        a.nprobe,
+        a.ef
+    );
+    println!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
     println!("machine: {}", machine());
     let mut rows = Vec::new();
     for (i, spec) in specs(&a.indexes, n, dim, a.hnsw_m)?.into_iter().enumerate() {
@@ -129,7 +168,9 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         let info = collection.describe();
         let params = SearchParams::new(a.k).with_nprobe(a.nprobe).with_ef(a.ef);
         let search = |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> {
-            Ok(collection.search(q, &params, ConsistencyLevel::Eventually, None)?.hits)
+            Ok(collection
+                .search(q, &params, ConsistencyLevel::Eventually, None)?
+                .hits)
         };
         // Warm-up, then single queries and batches.
         search(&data.queries[..dim])?;
@@ -138,7 +179,11 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         let recall = recall_at_k(&hits, &truth, a.k);
 
         // The same index file, searched through FAISS directly (FLAT: a FAISS flat index).
-        let segment = info.segments.iter().find(|s| s.state == "sealed").context("no sealed segment")?;
+        let segment = info
+            .segments
+            .iter()
+            .find(|s| s.state == "sealed")
+            .context("no sealed segment")?;
         let seg_dir = work
             .join("collections")
             .join(&name)
@@ -153,7 +198,8 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
                 flat
             }
         };
-        let direct_search = |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> { Ok(direct.search(q, &params, None)?) };
+        let direct_search =
+            |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> { Ok(direct.search(q, &params, None)?) };
         direct_search(&data.queries[..dim])?;
         let (_, direct_single) = timed(&data.queries, dim, 1, direct_search)?;
         let (_, direct_batched) = timed(&data.queries, dim, a.batch, direct_search)?;

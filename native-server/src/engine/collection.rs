@@ -538,11 +538,16 @@ impl Collection {
             let s = self.schema.read();
             (s.dim, s.metric)
         };
-        let per_shard: Vec<Vec<Vec<Hit>>> = self
-            .shards
-            .par_iter()
-            .map(|s| s.read().search(&queries, dim, metric, params))
-            .collect::<EngineResult<_>>()?;
+        let per_shard: Vec<Vec<Vec<Hit>>> = if self.shards.len() == 1 {
+            vec![self.shards[0]
+                .read()
+                .search(&queries, dim, metric, params)?]
+        } else {
+            self.shards
+                .par_iter()
+                .map(|s| s.read().search(&queries, dim, metric, params))
+                .collect::<EngineResult<_>>()?
+        };
         let hits = if per_shard.len() == 1 {
             per_shard.into_iter().next().unwrap_or_default()
         } else {

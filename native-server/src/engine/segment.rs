@@ -319,9 +319,12 @@ impl SealedSegment {
         metric: Metric,
         params: &SearchParams,
         live: &Bitmap,
+        live_count: usize,
     ) -> EngineResult<Vec<Vec<Hit>>> {
+        // Without deletions no filter is needed (it costs a check per candidate).
+        let filter = (live_count < self.rows).then_some(live);
         let mut hits = match self.ready_index() {
-            Some(ready) => ready.index.search(queries, params, Some(live))?,
+            Some(ready) => ready.index.search(queries, params, filter)?,
             None => exact_search(
                 self.vectors(),
                 None,
@@ -329,7 +332,7 @@ impl SealedSegment {
                 self.dim,
                 metric,
                 params.k,
-                Some(live),
+                filter,
             ),
         };
         let ids = self.ids();
@@ -402,7 +405,7 @@ mod tests {
         let reopened = SealedSegment::open(&seg_dir, 7, 0, 2).unwrap();
         assert_eq!(reopened.read_live().unwrap(), live);
         let hits = reopened
-            .search(&[3.0, 4.0], Metric::L2, &SearchParams::new(3), &live)
+            .search(&[3.0, 4.0], Metric::L2, &SearchParams::new(3), &live, 2)
             .unwrap();
         assert_eq!(
             hits[0].iter().map(|h| h.id).collect::<Vec<_>>(),

@@ -567,11 +567,41 @@ fn recall_on_real_embeddings() {
     let truth: Vec<Vec<u64>> = data.ground_truth.iter().map(|t| t[..10].to_vec()).collect();
     let cases = [
         (IndexSpec::Flat, SearchParams::new(10), 0.999),
-        (IndexSpec::IvfFlat { nlist: 32 }, SearchParams::new(10).with_nprobe(8), 0.85),
-        (IndexSpec::IvfSq8 { nlist: 32 }, SearchParams::new(10).with_nprobe(8), 0.8),
-        (IndexSpec::IvfPq { nlist: 16, m: 48, nbits: 6 }, SearchParams::new(10).with_nprobe(8), 0.4),
-        (IndexSpec::Hnsw { m: 16, ef_construction: 100 }, SearchParams::new(10).with_ef(64), 0.9),
-        (IndexSpec::HnswSq8 { m: 16, ef_construction: 100 }, SearchParams::new(10).with_ef(64), 0.85),
+        (
+            IndexSpec::IvfFlat { nlist: 32 },
+            SearchParams::new(10).with_nprobe(8),
+            0.85,
+        ),
+        (
+            IndexSpec::IvfSq8 { nlist: 32 },
+            SearchParams::new(10).with_nprobe(8),
+            0.8,
+        ),
+        (
+            IndexSpec::IvfPq {
+                nlist: 16,
+                m: 48,
+                nbits: 6,
+            },
+            SearchParams::new(10).with_nprobe(8),
+            0.4,
+        ),
+        (
+            IndexSpec::Hnsw {
+                m: 16,
+                ef_construction: 100,
+            },
+            SearchParams::new(10).with_ef(64),
+            0.9,
+        ),
+        (
+            IndexSpec::HnswSq8 {
+                m: 16,
+                ef_construction: 100,
+            },
+            SearchParams::new(10).with_ef(64),
+            0.85,
+        ),
     ];
     for (i, (spec, params, min_recall)) in cases.into_iter().enumerate() {
         let mut s = schema(&format!("real{i}"), dim, spec, 1);
@@ -579,14 +609,30 @@ fn recall_on_real_embeddings() {
         let c = engine.create_collection(s).unwrap();
         c.insert(&data.base, Some(&data.ids)).unwrap();
         c.flush().unwrap();
-        assert!(c.wait_index_ready(Duration::from_secs(120)), "{spec}: build did not finish");
+        assert!(
+            c.wait_index_ready(Duration::from_secs(120)),
+            "{spec}: build did not finish"
+        );
         let info = c.describe();
         let sealed = info.segments.iter().find(|s| s.state == "sealed").unwrap();
-        let expected_state = if matches!(spec, IndexSpec::Flat) { "exact" } else { "ready" };
-        assert_eq!(sealed.index.state, expected_state, "{spec}: {:?}", sealed.index);
-        let r = c.search(&data.queries, &params, ConsistencyLevel::Strong, None).unwrap();
+        let expected_state = if matches!(spec, IndexSpec::Flat) {
+            "exact"
+        } else {
+            "ready"
+        };
+        assert_eq!(
+            sealed.index.state, expected_state,
+            "{spec}: {:?}",
+            sealed.index
+        );
+        let r = c
+            .search(&data.queries, &params, ConsistencyLevel::Strong, None)
+            .unwrap();
         let recall = proxima_core::recall_at_k(&r.hits, &truth, 10);
-        assert!(recall >= min_recall, "{spec}: recall@10 {recall:.3} < {min_recall}");
+        assert!(
+            recall >= min_recall,
+            "{spec}: recall@10 {recall:.3} < {min_recall}"
+        );
         // Delete every query's best exact match: none may come back, k hits remain.
         let victims: Vec<u64> = {
             let mut v: Vec<u64> = truth.iter().map(|t| t[0]).collect();
@@ -595,10 +641,15 @@ fn recall_on_real_embeddings() {
             v
         };
         c.delete(&victims).unwrap();
-        let r = c.search(&data.queries, &params, ConsistencyLevel::Strong, None).unwrap();
+        let r = c
+            .search(&data.queries, &params, ConsistencyLevel::Strong, None)
+            .unwrap();
         for hits in &r.hits {
             assert_eq!(hits.len(), 10, "{spec}: fewer than k hits after deletes");
-            assert!(hits.iter().all(|h| victims.binary_search(&h.id).is_err()), "{spec}: deleted id returned");
+            assert!(
+                hits.iter().all(|h| victims.binary_search(&h.id).is_err()),
+                "{spec}: deleted id returned"
+            );
         }
         assert_eq!(c.count() as usize, data.len() - victims.len());
     }
