@@ -627,6 +627,14 @@ impl Collection {
 
     fn queue_build(&self, segment: Arc<SealedSegment>) {
         let (spec, generation) = (self.schema.read().index, self.meta.lock().index_generation);
+        {
+            let slot = segment.slot.read();
+            let queued = slot.building.as_ref().is_some_and(|b| b.generation == generation);
+            let built = slot.ready.as_ref().is_some_and(|r| r.generation == generation);
+            if queued || built {
+                return;
+            }
+        }
         self.builder.submit(BuildJob {
             collection: self.me.clone(),
             segment,

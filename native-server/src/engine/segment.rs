@@ -323,8 +323,9 @@ impl SealedSegment {
     ) -> EngineResult<Vec<Vec<Hit>>> {
         // Without deletions no filter is needed (it costs a check per candidate).
         let filter = (live_count < self.rows).then_some(live);
-        let mut hits = match self.ready_index() {
-            Some(ready) => ready.index.search(queries, params, filter)?,
+        let serving = self.slot.read().ready.as_ref().map(|r| r.index.clone());
+        let mut hits = match serving {
+            Some(index) => index.search(queries, params, filter)?,
             None => exact_search(
                 self.vectors(),
                 None,
