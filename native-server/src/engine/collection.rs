@@ -629,8 +629,14 @@ impl Collection {
         let (spec, generation) = (self.schema.read().index, self.meta.lock().index_generation);
         {
             let slot = segment.slot.read();
-            let queued = slot.building.as_ref().is_some_and(|b| b.generation == generation);
-            let built = slot.ready.as_ref().is_some_and(|r| r.generation == generation);
+            let queued = slot
+                .building
+                .as_ref()
+                .is_some_and(|b| b.generation == generation);
+            let built = slot
+                .ready
+                .as_ref()
+                .is_some_and(|r| r.generation == generation);
             if queued || built {
                 return;
             }

@@ -235,22 +235,7 @@ fn restart_recovers_wal_and_segments_and_deletes_stay_deleted() {
 }
 
 fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-    };
-    let centres: Vec<f32> = (0..64 * dim).map(|_| next()).collect();
-    (0..n)
-        .flat_map(|i| {
-            let c = (i * 7919) % 64;
-            (0..dim)
-                .map(|j| centres[c * dim + j] + 0.2 * next())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    crate::index::clustered(n, dim, seed, 64, 0.2)
 }
 
 #[test]
