@@ -51,6 +51,7 @@ struct Row {
     spec: IndexSpec,
     build: Duration,
     actual: u64,
+    mapped: u64,
     estimated: u64,
     qps_single: f64,
     qps_batch: f64,
@@ -222,6 +223,7 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             spec,
             build,
             actual: info.memory.actual_bytes,
+            mapped: info.memory.mapped_bytes,
             estimated: info.memory.estimated_bytes,
             qps_single: nq as f64 / single.as_secs_f64(),
             qps_batch: nq as f64 / batched.as_secs_f64(),
@@ -236,14 +238,15 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         engine.drop_collection(&name)?;
     }
     println!();
-    println!("| index | build (s) | memory measured | memory planned | QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| index | build (s) | RAM measured | rows file (mmap) | memory planned | QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.1} | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} |",
+            "| {} | {:.1} | {} | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} |",
             r.spec,
             r.build.as_secs_f64(),
             format_bytes(r.actual),
+            format_bytes(r.mapped),
             format_bytes(r.estimated),
             r.qps_single,
             r.qps_batch,
