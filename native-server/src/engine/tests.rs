@@ -639,3 +639,62 @@ fn recall_on_real_embeddings() {
         assert_eq!(c.count() as usize, data.len() - victims.len());
     }
 }
+
+/// Searches from many threads on one HNSW index (with changing `ef`) while writes, a flush and
+/// a rebuild run: every search succeeds and deleted ids never appear.
+#[test]
+fn concurrent_searches_during_writes_and_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 16;
+    let data = clustered(4000, dim, 11);
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine
+        .create_collection(schema(
+            "conc",
+            dim,
+            IndexSpec::Hnsw {
+                m: 8,
+                ef_construction: 40,
+            },
+            2,
+        ))
+        .unwrap();
+    c.insert(&data[..3000 * dim], Some(&(0..3000).collect::<Vec<_>>()))
+        .unwrap();
+    c.flush().unwrap();
+    c.delete(&(0..100).collect::<Vec<_>>()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let searchers: Vec<_> = (0..4)
+        .map(|t| {
+            let c = c.clone();
+            let stop = stop.clone();
+            let q = data[(500 + t) * dim..(501 + t) * dim].to_vec();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 20 {
+                    let params = SearchParams::new(10).with_ef(32 + 16 * (n % 3));
+                    let r = c
+                        .search(&q, &params, ConsistencyLevel::Eventually, None)
+                        .unwrap();
+                    assert_eq!(r.hits[0].len(), 10);
+                    assert!(r.hits[0].iter().all(|h| h.id >= 100), "deleted id returned");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for chunk in 30..40u64 {
+        let ids: Vec<u64> = (chunk * 100..chunk * 100 + 100).collect();
+        let r = chunk as usize * 100;
+        c.insert(&data[r * dim..(r + 100) * dim], Some(&ids))
+            .unwrap();
+    }
+    c.rebuild_index(IndexSpec::IvfFlat { nlist: 16 }).unwrap();
+    assert!(c.wait_index_ready(Duration::from_secs(60)));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in searchers {
+        assert!(s.join().unwrap() >= 20);
+    }
+    assert_eq!(c.count(), 3900);
+}
