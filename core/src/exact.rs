@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{Hit, PersistentIndex, VectorId, VectorIndex};
 use crate::metric::Metric;
 use crate::params::SearchParams;
-use crate::validate::{check_ids, check_vectors};
+use crate::validate::{check_ids, check_queries, check_vectors};
 
 /// Queries scored together against one block of base rows (keeps the block hot in cache).
 const QUERY_BLOCK: usize = 16;
@@ -280,13 +280,7 @@ impl VectorIndex for ExactIndex {
         params: &SearchParams,
         filter: Option<&Bitmap>,
     ) -> Result<Vec<Vec<Hit>>> {
-        check_vectors(queries, self.dim, "query")?;
-        if params.k == 0 {
-            return Err(Error::KOutOfRange {
-                k: 0,
-                max: usize::MAX,
-            });
-        }
+        check_queries(queries, self.dim, params.k)?;
         Ok(exact_search(
             &self.vectors,
             Some(&self.ids),

@@ -38,6 +38,15 @@ pub fn check_vectors(vectors: &[f32], dim: usize, what: &'static str) -> Result<
     Ok(vectors.len() / dim)
 }
 
+/// Checks a batch of queries and `k` before a search; returns the number of queries.
+pub fn check_queries(queries: &[f32], dim: usize, k: usize) -> Result<usize> {
+    let nq = check_vectors(queries, dim, "query")?;
+    if k == 0 {
+        return Err(Error::KOutOfRange { k, max: usize::MAX });
+    }
+    Ok(nq)
+}
+
 /// Checks that each row of a batch has `dim` values (for APIs that receive rows separately).
 pub fn check_rows<R: AsRef<[f32]>>(rows: &[R], dim: usize, what: &'static str) -> Result<()> {
     if rows.is_empty() {

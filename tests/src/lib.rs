@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find the `proxima` binary, start a real server on an
 //! ephemeral loopback port, talk to it over real HTTP.
 
+pub mod crash;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -19,6 +19,9 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Embedding throughput (sentences/s) on Debian package descriptions.
     Embed(BenchEmbedArgs),
+    /// Every index type through the engine on real embeddings: build time, memory, QPS,
+    /// recall@10, and the engine's cost over calling FAISS directly.
+    Engine(super::bench_engine::BenchEngineArgs),
     /// Batch search throughput over HTTP vs in-process on the same collection.
     Http(super::bench_http::BenchHttpArgs),
 }
@@ -42,6 +45,7 @@ pub struct BenchEmbedArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Embed(a) => embed(a),
+        BenchCommand::Engine(a) => super::bench_engine::run(a),
         BenchCommand::Http(a) => super::bench_http::run(a),
     }
 }

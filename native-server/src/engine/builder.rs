@@ -91,8 +91,10 @@ fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
         if let Err(e) = build(&collection, &job) {
             tracing::error!(segment = segment_id, error = %e, "index build failed; the segment stays exact");
             let mut slot = job.segment.slot.write();
-            slot.building = None;
-            slot.note = Some(format!("index build failed: {e}"));
+            if slot.building.as_ref().is_some_and(|b| b.generation == job.generation) {
+                slot.building = None;
+                slot.note = Some(format!("index build failed: {e}"));
+            }
         }
     }
 }
@@ -106,10 +108,13 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     if stale || !collection.build_is_current(segment.id, job.generation) {
         return Ok(());
     }
+    // A newer request may have replaced this job's progress: only clear our own.
     let finish = |note: Option<String>| {
         let mut slot = segment.slot.write();
-        slot.building = None;
-        slot.note = note;
+        if slot.building.as_ref().is_some_and(|b| b.generation == job.generation) {
+            slot.building = None;
+            slot.note = note;
+        }
     };
     let (dim, metric) = collection.dim_metric();
     let rows = segment.rows();
@@ -117,9 +122,8 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
         // Exact search over the mapped rows is what FLAT means; no second copy is built.
         let mut slot = segment.slot.write();
         slot.ready = None;
-        slot.building = None;
-        slot.note = Some("FLAT: exact search over the segment's rows".into());
         drop(slot);
+        finish(Some("FLAT: exact search over the segment's rows".into()));
         return collection.persist_indexes();
     }
     let needed = job.spec.min_training_vectors();
@@ -181,7 +185,9 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
             file,
             index: Arc::new(index),
         });
-        slot.building = None;
+        if slot.building.as_ref().is_some_and(|b| b.generation == job.generation) {
+            slot.building = None;
+        }
         slot.note = None;
         old
     };

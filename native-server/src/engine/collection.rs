@@ -538,11 +538,16 @@ impl Collection {
             let s = self.schema.read();
             (s.dim, s.metric)
         };
-        let per_shard: Vec<Vec<Vec<Hit>>> = self
-            .shards
-            .par_iter()
-            .map(|s| s.read().search(&queries, dim, metric, params))
-            .collect::<EngineResult<_>>()?;
+        let per_shard: Vec<Vec<Vec<Hit>>> = if self.shards.len() == 1 {
+            vec![self.shards[0]
+                .read()
+                .search(&queries, dim, metric, params)?]
+        } else {
+            self.shards
+                .par_iter()
+                .map(|s| s.read().search(&queries, dim, metric, params))
+                .collect::<EngineResult<_>>()?
+        };
         let hits = if per_shard.len() == 1 {
             per_shard.into_iter().next().unwrap_or_default()
         } else {
@@ -622,6 +627,20 @@ impl Collection {
 
     fn queue_build(&self, segment: Arc<SealedSegment>) {
         let (spec, generation) = (self.schema.read().index, self.meta.lock().index_generation);
+        {
+            let slot = segment.slot.read();
+            let queued = slot
+                .building
+                .as_ref()
+                .is_some_and(|b| b.generation == generation);
+            let built = slot
+                .ready
+                .as_ref()
+                .is_some_and(|r| r.generation == generation);
+            if queued || built {
+                return;
+            }
+        }
         self.builder.submit(BuildJob {
             collection: self.me.clone(),
             segment,

@@ -319,9 +319,13 @@ impl SealedSegment {
         metric: Metric,
         params: &SearchParams,
         live: &Bitmap,
+        live_count: usize,
     ) -> EngineResult<Vec<Vec<Hit>>> {
-        let mut hits = match self.ready_index() {
-            Some(ready) => ready.index.search(queries, params, Some(live))?,
+        // Without deletions no filter is needed (it costs a check per candidate).
+        let filter = (live_count < self.rows).then_some(live);
+        let serving = self.slot.read().ready.as_ref().map(|r| r.index.clone());
+        let mut hits = match serving {
+            Some(index) => index.search(queries, params, filter)?,
             None => exact_search(
                 self.vectors(),
                 None,
@@ -329,7 +333,7 @@ impl SealedSegment {
                 self.dim,
                 metric,
                 params.k,
-                Some(live),
+                filter,
             ),
         };
         let ids = self.ids();
@@ -402,7 +406,7 @@ mod tests {
         let reopened = SealedSegment::open(&seg_dir, 7, 0, 2).unwrap();
         assert_eq!(reopened.read_live().unwrap(), live);
         let hits = reopened
-            .search(&[3.0, 4.0], Metric::L2, &SearchParams::new(3), &live)
+            .search(&[3.0, 4.0], Metric::L2, &SearchParams::new(3), &live, 2)
             .unwrap();
         assert_eq!(
             hits[0].iter().map(|h| h.id).collect::<Vec<_>>(),

@@ -95,11 +95,25 @@ impl ShardState {
         params: &SearchParams,
     ) -> EngineResult<Vec<Vec<Hit>>> {
         let nq = queries.len() / dim;
-        let mut per_segment = vec![self.growing.search(queries, dim, metric, params.k)];
+        let mut per_segment = Vec::with_capacity(self.sealed.len() + 1);
+        if self.growing.live_count > 0 {
+            per_segment.push(self.growing.search(queries, dim, metric, params.k));
+        }
         for e in &self.sealed {
             if e.live_count > 0 {
-                per_segment.push(e.segment.search(queries, metric, params, &e.live)?);
+                per_segment.push(e.segment.search(
+                    queries,
+                    metric,
+                    params,
+                    &e.live,
+                    e.live_count,
+                )?);
             }
+        }
+        match per_segment.len() {
+            0 => return Ok(vec![Vec::new(); nq]),
+            1 => return Ok(per_segment.pop().unwrap_or_default()),
+            _ => {}
         }
         Ok((0..nq)
             .map(|q| {

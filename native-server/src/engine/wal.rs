@@ -20,6 +20,7 @@ use proxima_core::consistency::Seq;
 
 use super::config::FsyncPolicy;
 use super::error::{EngineError, EngineResult};
+use super::segment::sync_dir;
 
 const KIND_UPSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;
@@ -149,12 +150,6 @@ pub struct Wal {
 
 fn file_name(first_seq: Seq) -> String {
     format!("{first_seq:020}.wal")
-}
-
-fn sync_dir(dir: &Path) -> EngineResult<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(EngineError::io(format!("fsync {}", dir.display())))
 }
 
 impl Wal {

@@ -20,7 +20,7 @@ use faiss::{index_factory, Index, MetricType};
 use faiss_sys as sys;
 use parking_lot::RwLock;
 use proxima_core::sizing;
-use proxima_core::validate::check_vectors;
+use proxima_core::validate::{check_queries, check_vectors};
 use proxima_core::{
     Bitmap, Error, Hit, IndexSpec, Metric, Result, SearchParams, VectorId, VectorIndex,
 };
@@ -328,13 +328,7 @@ impl VectorIndex for FaissIndex {
         params: &SearchParams,
         filter: Option<&Bitmap>,
     ) -> Result<Vec<Vec<Hit>>> {
-        check_vectors(queries, self.dim, "query")?;
-        if params.k == 0 {
-            return Err(Error::KOutOfRange {
-                k: 0,
-                max: usize::MAX,
-            });
-        }
+        check_queries(queries, self.dim, params.k)?;
         let k = params.k;
         let (distances, labels) = if self.is_hnsw() {
             let want = params.ef.unwrap_or(DEFAULT_EF).max(k);
@@ -405,24 +399,7 @@ mod tests {
     use proxima_core::recall_at_k;
 
     fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-        // Deterministic clustered data (a few hundred centres with noise): IVF and HNSW
-        // reach meaningful recall on it, unlike uniform noise.
-        let mut s = seed;
-        let mut next = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        };
-        let centres: Vec<f32> = (0..256 * dim).map(|_| next()).collect();
-        let mut out = Vec::with_capacity(n * dim);
-        for i in 0..n {
-            let c = (i * 7919) % 256;
-            for j in 0..dim {
-                out.push(centres[c * dim + j] + 0.15 * next());
-            }
-        }
-        out
+        crate::index::clustered(n, dim, seed, 256, 0.15)
     }
 
     #[test]

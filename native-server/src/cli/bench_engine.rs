@@ -1,0 +1,258 @@
+//! `proxima bench engine`: builds each index type through the engine on a real dataset and
+//! reports build time, memory (measured and planned), QPS, recall@10 against the exact ground
+//! truth, and the engine's search time over calling FAISS directly on the same index file
+//! with the same parameters.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use proxima_core::sizing::{format_bytes, recommended_nlist};
+use proxima_core::{recall_at_k, ConsistencyLevel, Hit, IndexSpec, SearchParams, VectorIndex};
+
+use super::bench::machine;
+use crate::dataset::{default_dir, Dataset};
+use crate::engine::{CollectionSchema, Engine, EngineConfig};
+use crate::index::faiss_backend::FaissIndex;
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchEngineArgs {
+    /// Dataset directory (from `proxima dataset build`) [default: the debian-packages dataset].
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Index types to run (comma-separated): FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW, HNSW_SQ8.
+    #[arg(long, default_value = "FLAT,IVF_FLAT,IVF_SQ8,IVF_PQ,HNSW,HNSW_SQ8")]
+    pub indexes: String,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// IVF lists probed.
+    #[arg(long, default_value_t = 16)]
+    pub nprobe: usize,
+    /// HNSW efSearch.
+    #[arg(long, default_value_t = 64)]
+    pub ef: usize,
+    /// HNSW links per node.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    /// Queries per search call in the batched measurement.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Timed runs per measurement (the best counts).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Scratch directory for the collections [default: a temporary directory].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+struct Row {
+    spec: IndexSpec,
+    build: Duration,
+    actual: u64,
+    mapped: u64,
+    estimated: u64,
+    qps_single: f64,
+    qps_batch: f64,
+    recall: f64,
+    ratio: f64,
+}
+
+fn specs(list: &str, n: usize, dim: usize, m: usize) -> anyhow::Result<Vec<IndexSpec>> {
+    let nlist = recommended_nlist(n as u64);
+    list.split(',')
+        .map(|name| {
+            Ok(match name.trim().to_ascii_uppercase().as_str() {
+                "FLAT" => IndexSpec::Flat,
+                "IVF_FLAT" => IndexSpec::IvfFlat { nlist },
+                "IVF_SQ8" => IndexSpec::IvfSq8 { nlist },
+                "IVF_PQ" => IndexSpec::IvfPq {
+                    nlist,
+                    m: (dim / 8).max(1),
+                    nbits: 8,
+                },
+                "HNSW" => IndexSpec::Hnsw {
+                    m,
+                    ef_construction: 100,
+                },
+                "HNSW_SQ8" => IndexSpec::HnswSq8 {
+                    m,
+                    ef_construction: 100,
+                },
+                other => bail!("unknown index type {other}"),
+            })
+        })
+        .collect()
+}
+
+/// Runs `f` over the queries in batches of `batch`, returning hits and elapsed time.
+fn timed<F>(
+    queries: &[f32],
+    dim: usize,
+    batch: usize,
+    mut f: F,
+) -> anyhow::Result<(Vec<Vec<Hit>>, Duration)>
+where
+    F: FnMut(&[f32]) -> anyhow::Result<Vec<Vec<Hit>>>,
+{
+    let start = Instant::now();
+    let mut hits = Vec::with_capacity(queries.len() / dim);
+    for chunk in queries.chunks(batch * dim) {
+        hits.extend(f(chunk)?);
+    }
+    Ok((hits, start.elapsed()))
+}
+
+fn index_file(segment_dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(segment_dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "faiss"))
+}
+
+pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
+    let dir = a
+        .dataset
+        .clone()
+        .unwrap_or_else(|| default_dir("debian-packages"));
+    let data = Dataset::open(&dir).with_context(|| {
+        format!(
+            "open dataset {} (build it: proxima dataset build debian-packages)",
+            dir.display()
+        )
+    })?;
+    let (n, dim, nq) = (data.len(), data.dim, data.num_queries());
+    let truth: Vec<Vec<u64>> = data
+        .ground_truth
+        .iter()
+        .map(|t| t.iter().take(a.k).copied().collect())
+        .collect();
+    let scratch = tempfile::tempdir()?;
+    let work = a
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+    let mut config = EngineConfig::new(&work);
+    config.seal_rows = n + 1;
+    let engine = Engine::open(config)?;
+    println!(
+        "proxima bench engine: {} ({n} vectors × {dim}, {nq} queries, {}), k={}, nprobe={}, ef={}",
+        dir.display(),
+        data.metric,
+        a.k,
+        a.nprobe,
+        a.ef
+    );
+    println!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!("machine: {}", machine());
+    let mut rows = Vec::new();
+    for (i, spec) in specs(&a.indexes, n, dim, a.hnsw_m)?.into_iter().enumerate() {
+        let name = format!("bench{i}");
+        let collection = engine.create_collection(CollectionSchema {
+            name: name.clone(),
+            dim,
+            metric: data.metric,
+            index: spec,
+            num_shards: 1,
+            auto_id: false,
+        })?;
+        let start = Instant::now();
+        for (ids, vectors) in data.ids.chunks(1024).zip(data.base.chunks(1024 * dim)) {
+            collection.insert(vectors, Some(ids))?;
+        }
+        collection.flush()?;
+        if !collection.wait_index_ready(Duration::from_secs(3600)) {
+            bail!("{spec}: index build did not finish");
+        }
+        let build = start.elapsed();
+        let info = collection.describe();
+        let params = SearchParams::new(a.k).with_nprobe(a.nprobe).with_ef(a.ef);
+        let search = |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> {
+            Ok(collection
+                .search(q, &params, ConsistencyLevel::Eventually, None)?
+                .hits)
+        };
+        // The same index file, searched through FAISS directly (FLAT: a FAISS flat index).
+        let segment = info
+            .segments
+            .iter()
+            .find(|s| s.state == "sealed")
+            .context("no sealed segment")?;
+        let seg_dir = work
+            .join("collections")
+            .join(&name)
+            .join("segments")
+            .join(format!("{:010}", segment.id.unwrap_or(0)));
+        let direct = match index_file(&seg_dir) {
+            Some(file) => FaissIndex::load(&file, dim, data.metric, spec, false)?,
+            None => {
+                let mut flat = FaissIndex::new(dim, data.metric, IndexSpec::Flat)?;
+                let labels: Vec<u64> = (0..n as u64).collect();
+                flat.add(&labels, &data.base)?;
+                flat
+            }
+        };
+        let direct_search =
+            |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> { Ok(direct.search(q, &params, None)?) };
+        // Warm-up, then engine and direct runs alternated; the best of `repeat` runs counts,
+        // so a burst of other work on the machine does not decide the ratio.
+        search(&data.queries[..dim])?;
+        direct_search(&data.queries[..dim])?;
+        let mut best = [Duration::MAX; 4];
+        let mut hits = Vec::new();
+        for _ in 0..a.repeat.max(1) {
+            let (_, t) = timed(&data.queries, dim, 1, search)?;
+            best[0] = best[0].min(t);
+            let (h, t) = timed(&data.queries, dim, a.batch, search)?;
+            best[1] = best[1].min(t);
+            hits = h;
+            let (_, t) = timed(&data.queries, dim, 1, direct_search)?;
+            best[2] = best[2].min(t);
+            let (_, t) = timed(&data.queries, dim, a.batch, direct_search)?;
+            best[3] = best[3].min(t);
+        }
+        let [single, batched, direct_single, direct_batched] = best;
+        let recall = recall_at_k(&hits, &truth, a.k);
+        let ratio = (single.as_secs_f64() + batched.as_secs_f64())
+            / (direct_single.as_secs_f64() + direct_batched.as_secs_f64());
+        let row = Row {
+            spec,
+            build,
+            actual: info.memory.actual_bytes,
+            mapped: info.memory.mapped_bytes,
+            estimated: info.memory.estimated_bytes,
+            qps_single: nq as f64 / single.as_secs_f64(),
+            qps_batch: nq as f64 / batched.as_secs_f64(),
+            recall,
+            ratio,
+        };
+        println!(
+            "  {:<44} build {:>7.1} s  recall@{} {:.3}  QPS {:>8.0} (1/call) {:>8.0} ({}/call)  engine/FAISS {:.2}",
+            row.spec.to_string(), row.build.as_secs_f64(), a.k, row.recall, row.qps_single, row.qps_batch, a.batch, row.ratio
+        );
+        rows.push(row);
+        engine.drop_collection(&name)?;
+    }
+    println!();
+    println!("| index | build (s) | RAM measured | rows file (mmap) | memory planned | QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} | {} | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} |",
+            r.spec,
+            r.build.as_secs_f64(),
+            format_bytes(r.actual),
+            format_bytes(r.mapped),
+            format_bytes(r.estimated),
+            r.qps_single,
+            r.qps_batch,
+            r.recall,
+            r.ratio
+        );
+    }
+    Ok(())
+}
