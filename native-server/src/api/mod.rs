@@ -159,3 +159,56 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+
+    fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
+        let res = ureq::get(&format!("{base}{path}")).call();
+        let r = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{path}: {e}"),
+        };
+        (r.status(), r.into_json().unwrap_or(serde_json::Value::Null))
+    }
+
+    #[test]
+    fn not_ready_until_the_engine_is_open() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(AppState::new(ApiConfig::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) = runtime
+            .block_on(bind(([127, 0, 0, 1], 0).into(), state.clone(), async {
+                let _ = stopped.await;
+            }))
+            .unwrap();
+        let server = runtime.spawn(server);
+        let base = format!("http://{addr}");
+        assert_eq!(get(&base, "/healthz").0, 200);
+        let (status, body) = get(&base, "/readyz");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("not_ready"))
+        );
+        assert_eq!(get(&base, "/v1/collections").0, 503);
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::open(EngineConfig::new(dir.path())).unwrap());
+        state.set_engine(engine.clone());
+        assert_eq!(get(&base, "/readyz").0, 200);
+        let (status, body) = get(&base, "/v1/collections");
+        assert_eq!(
+            (status, body["collections"].as_array().map(Vec::len)),
+            (200, Some(0))
+        );
+        let _ = stop.send(());
+        runtime.block_on(server).unwrap();
+        engine.close();
+    }
+}

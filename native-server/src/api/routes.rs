@@ -200,7 +200,9 @@ where
         Err(e) => {
             if e.status == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!(route = route.path, method = %route.method, collection = name.as_deref().unwrap_or(""), code = %e.code, message = %e.message, "internal error");
-            } else if e.status.is_server_error() {
+            } else if e.status.is_server_error()
+                && !matches!(&*e.code, "not_ready" | "embedder_unavailable")
+            {
                 tracing::warn!(route = route.path, collection = name.as_deref().unwrap_or(""), code = %e.code, message = %e.message, "unavailable");
             }
             e.into_response()

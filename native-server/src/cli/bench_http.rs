@@ -39,7 +39,7 @@ pub struct BenchHttpArgs {
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
     /// Requests (batches) per measurement.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 200)]
     pub requests: usize,
     /// Concurrent clients (threads), the same in both measurements.
     #[arg(long, default_value_t = 2)]
