@@ -13,8 +13,8 @@ use warp::reply::Response;
 use super::errors::ApiError;
 use super::routes::Call;
 use super::types::{
-    decode_binary, flatten, json, parse, CreateCollection, DeleteRequest, EmbedRequest,
-    EmbedResponse, InsertRequest, PlanRequest, SearchRequest, SearchResponse, VectorResponse,
+    decode_binary, json, parse, CreateCollection, DeleteRequest, EmbedRequest, EmbedResponse,
+    InsertRequest, PlanRequest, SearchRequest, SearchResponse, VectorResponse,
 };
 use super::{openapi, AppState, EmbedderState};
 use crate::embed::{EmbedError, MODEL_NAME};
@@ -183,7 +183,7 @@ pub fn insert(s: &AppState, c: &Call) -> Answer {
         (batch.vectors, batch.ids)
     } else {
         let req: InsertRequest = parse(&c.body)?;
-        (flatten(&req.vectors, dim)?, req.ids)
+        (req.vectors.into_flat(dim)?, req.ids)
     };
     let ack = col.insert(&vectors, ids.as_deref())?;
     s.metrics.inserted(c.name(), ack.ids.len());
@@ -211,14 +211,10 @@ pub fn search(s: &AppState, c: &Call) -> Answer {
     let col = collection(s, c)?;
     let req: SearchRequest = parse(&c.body)?;
     let started = Instant::now();
-    let queries = flatten(&req.vectors, col.schema().dim)?;
-    let result = col.search(
-        &queries,
-        &req.search_params(),
-        req.consistency,
-        req.session_seq,
-    )?;
-    s.metrics.searched(c.name(), req.vectors.len());
+    let (params, nq) = (req.search_params(), req.vectors.rows);
+    let queries = req.vectors.into_flat(col.schema().dim)?;
+    let result = col.search(&queries, &params, req.consistency, req.session_seq)?;
+    s.metrics.searched(c.name(), nq);
     ok(&SearchResponse {
         results: result.hits,
         seq: result.seq,

@@ -37,20 +37,87 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))
 }
 
-/// Flattens rows into one row-major buffer, checking every row against `dim`.
-pub fn flatten(rows: &[Vec<f32>], dim: usize) -> Result<Vec<f32>, ApiError> {
-    let mut flat = Vec::with_capacity(rows.len() * dim);
-    for row in rows {
-        if row.len() != dim {
-            return Err(CoreError::DimensionMismatch {
-                expected: dim,
-                got: row.len(),
-            }
-            .into());
+/// A JSON array of rows (`[[f32, …], …]`) parsed straight into one row-major buffer, without
+/// a vector per row.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rows {
+    pub data: Vec<f32>,
+    /// Length of every row, kept only while all rows are as long as the first.
+    width: Option<usize>,
+    /// The first row whose length differs from the first row's: (row, length).
+    ragged: Option<(usize, usize)>,
+    pub rows: usize,
+}
+
+impl Rows {
+    /// The row-major buffer, once every row is checked against `dim`.
+    pub fn into_flat(self, dim: usize) -> Result<Vec<f32>, ApiError> {
+        let bad = match (self.ragged, self.width) {
+            (Some((_, got)), Some(w)) if w == dim => Some(got),
+            (_, Some(w)) if w != dim => Some(w),
+            _ => None,
+        };
+        match bad {
+            Some(got) => Err(CoreError::DimensionMismatch { expected: dim, got }.into()),
+            None => Ok(self.data),
         }
-        flat.extend_from_slice(row);
     }
-    Ok(flat)
+}
+
+struct RowSeed<'a>(&'a mut Vec<f32>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of numbers")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut n = 0;
+        while let Some(x) = seq.next_element::<f32>()? {
+            self.0.push(x);
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Rows;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of arrays of numbers")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
+                let mut rows = Rows::default();
+                while let Some(len) = seq.next_element_seed(RowSeed(&mut rows.data))? {
+                    match rows.width {
+                        None => rows.width = Some(len),
+                        Some(w) if w != len && rows.ragged.is_none() => {
+                            rows.ragged = Some((rows.rows, len))
+                        }
+                        _ => {}
+                    }
+                    rows.rows += 1;
+                }
+                Ok(rows)
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 fn flat_index() -> IndexSpec {
@@ -79,7 +146,7 @@ pub struct CreateCollection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InsertRequest {
-    pub vectors: Vec<Vec<f32>>,
+    pub vectors: Rows,
     pub ids: Option<Vec<u64>>,
 }
 
@@ -107,7 +174,7 @@ fn ten() -> usize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    pub vectors: Vec<Vec<f32>>,
+    pub vectors: Rows,
     #[serde(default = "ten")]
     pub k: usize,
     #[serde(default)]
@@ -268,10 +335,30 @@ mod tests {
     }
 
     #[test]
-    fn flatten_checks_every_row() {
-        let rows = vec![vec![1.0, 2.0], vec![3.0]];
-        assert_eq!(flatten(&rows, 2).unwrap_err().code, "dimension_mismatch");
-        assert_eq!(flatten(&rows[..1], 2).unwrap(), vec![1.0, 2.0]);
+    fn rows_parse_flat_and_check_every_row() {
+        let parse = |j: &str| serde_json::from_str::<Rows>(j).unwrap();
+        assert_eq!(
+            parse("[[1, 2], [3, 4]]").into_flat(2).unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
+        let ragged = parse("[[1, 2], [3]]");
+        assert_eq!(ragged.rows, 2);
+        let e = ragged.into_flat(2).unwrap_err();
+        assert_eq!(
+            (&*e.code, e.message.as_str()),
+            (
+                "dimension_mismatch",
+                "dimension mismatch: expected 2 values, got 1"
+            )
+        );
+        assert_eq!(
+            parse("[[1, 2, 3]]").into_flat(2).unwrap_err().code,
+            "dimension_mismatch"
+        );
+        assert!(parse("[[1, 2], [3, 4, 5]]").into_flat(3).is_err());
+        assert_eq!(parse("[]").into_flat(5).unwrap(), Vec::<f32>::new());
+        assert!(serde_json::from_str::<Rows>("[1, 2]").is_err());
+        assert!(serde_json::from_str::<Rows>(r#"[["1"]]"#).is_err());
     }
 
     #[test]
