@@ -338,6 +338,18 @@ fn every_endpoint_and_every_kind_of_bad_input() {
         413,
         "payload_too_large",
     );
+    // Without a declared length (chunked transfer encoding) the limit holds as well.
+    let chunked = ureq::post(&s.url("/v1/collections/c/vectors"))
+        .set("Content-Type", "application/json")
+        .send(std::io::Cursor::new(big.into_bytes()));
+    match chunked {
+        Err(ureq::Error::Status(413, r)) => {
+            let v: Value = r.into_json().unwrap();
+            assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+        }
+        Err(e) => panic!("expected 413, got {e}"),
+        Ok(r) => panic!("expected 413, got {}", r.status()),
+    }
 
     // Search.
     let q = row(42, 4);
@@ -357,6 +369,39 @@ fn every_endpoint_and_every_kind_of_bad_input() {
     assert_eq!(r.json["results"][0].as_array().unwrap().len(), 3);
     assert!(r.json["took_ms"].as_f64().is_some());
     assert!(r.json["seq"].as_u64().unwrap() >= seq);
+    // The binary form: query vectors in the body, parameters in the query string.
+    let binary_search = |query: &str, body: &[u8]| {
+        http_with(
+            "POST",
+            &s.url(&format!("/v1/collections/c/search{query}")),
+            &[],
+            Some(("application/octet-stream", body)),
+        )
+    };
+    let json_answer = r.json["results"].clone();
+    let r = binary_search("?k=3&consistency=strong", &binary(4, &q, None));
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["results"], json_answer);
+    expect_error(
+        &binary_search("?k=3&kk=1", &binary(4, &q, None)),
+        400,
+        "invalid_parameter",
+    );
+    expect_error(
+        &binary_search("?k=many", &binary(4, &q, None)),
+        400,
+        "invalid_parameter",
+    );
+    expect_error(
+        &binary_search("", &binary(2, &q[..2], None)),
+        400,
+        "dimension_mismatch",
+    );
+    expect_error(
+        &binary_search("", &binary(4, &q, Some(&[1]))),
+        400,
+        "malformed_binary",
+    );
     let r = call(
         &s,
         "POST",

@@ -121,6 +121,8 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
             "payload_too_large",
             "request body too large",
         )
+    } else if let Some(e) = r.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request("invalid_query", e.to_string())
     } else if let Some(e) = r.find::<warp::reject::InvalidHeader>() {
         ApiError::bad_request("invalid_header", e.to_string())
     } else {

@@ -209,7 +209,11 @@ pub fn delete(s: &AppState, c: &Call) -> Answer {
 
 pub fn search(s: &AppState, c: &Call) -> Answer {
     let col = collection(s, c)?;
-    let req: SearchRequest = parse(&c.body)?;
+    let req: SearchRequest = if is_binary(c) {
+        SearchRequest::from_binary(&c.body, &c.query)?
+    } else {
+        parse(&c.body)?
+    };
     let started = Instant::now();
     let (params, nq) = (req.search_params(), req.vectors.rows);
     let queries = req.vectors.into_flat(col.schema().dim)?;

@@ -95,7 +95,7 @@ fn operation(route: &super::routes::Route) -> Value {
             route.path
         )),
     );
-    let params: Vec<Value> = route
+    let mut params: Vec<Value> = route
         .path
         .split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
@@ -104,12 +104,26 @@ fn operation(route: &super::routes::Route) -> Value {
                    "schema": if p == "id" { json!({"type": "integer", "format": "uint64"}) } else { json!({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}) }})
         })
         .collect();
+    if route.path.ends_with("/search") {
+        for (name, kind) in [
+            ("k", "integer"),
+            ("nprobe", "integer"),
+            ("ef", "integer"),
+            ("search_list", "integer"),
+            ("consistency", "string"),
+            ("session_seq", "integer"),
+        ] {
+            params.push(json!({"name": name, "in": "query", "required": false,
+                "description": "binary form only (Content-Type application/octet-stream); the JSON form takes it in the body",
+                "schema": {"type": kind}}));
+        }
+    }
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
     }
     if let Some(schema) = route.request {
         let mut content = json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
-        if schema == "InsertRequest" {
+        if schema == "InsertRequest" || schema == "SearchRequest" {
             content["application/octet-stream"] =
                 json!({"schema": {"type": "string", "format": "binary"}});
         }

@@ -17,9 +17,11 @@ use super::errors::ApiError;
 use super::handlers as h;
 use super::AppState;
 
-/// What a handler gets: path parameters in template order, headers, the whole body.
+/// What a handler gets: path parameters in template order, the decoded query string,
+/// headers, the whole body.
 pub struct Call {
     pub params: Vec<String>,
+    pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -75,7 +77,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/collections/{name}/vectors", Write, Some("InsertRequest"), h::insert, "Insert or replace vectors (JSON, or the binary bulk form with Content-Type application/octet-stream)."),
     route!(GET "/v1/collections/{name}/vectors/{id}", Read, None, h::get_vector, "The stored vector of an id (strong consistency)."),
     route!(POST "/v1/collections/{name}/delete", Write, Some("DeleteRequest"), h::delete, "Delete ids (absent ids are ignored)."),
-    route!(POST "/v1/collections/{name}/search", Read, Some("SearchRequest"), h::search, "Batch k-nearest-neighbour search at a consistency level."),
+    route!(POST "/v1/collections/{name}/search", Read, Some("SearchRequest"), h::search, "Batch k-nearest-neighbour search at a consistency level (JSON, or query vectors in the binary form with Content-Type application/octet-stream and the parameters in the query string)."),
     route!(POST "/v1/collections/{name}/index", Write, Some("IndexSpec"), h::rebuild, "Start an asynchronous index (re)build; returns the job (the index generation)."),
     route!(GET "/v1/collections/{name}/index", Read, None, h::index_status, "Index state and build progress."),
     route!(POST "/v1/collections/{name}/flush", Write, None, h::flush, "Seal growing segments and checkpoint (WAL truncated)."),
@@ -112,13 +114,21 @@ fn method_filter(m: &Method) -> BoxedFilter<()> {
 pub fn endpoint(state: Arc<AppState>, route: &'static Route) -> BoxedFilter<(Response,)> {
     path_filter(route.path)
         .and(method_filter(&route.method))
+        .and(warp::query::<Vec<(String, String)>>())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |params: Vec<String>, headers: HeaderMap, body| {
-            serve(state.clone(), route, params, headers, body)
-        })
+        .then(
+            move |params: Vec<String>, query: Vec<(String, String)>, headers: HeaderMap, body| {
+                serve(state.clone(), route, params, query, headers, body)
+            },
+        )
         .boxed()
 }
+
+/// Past the limit, up to this many more bytes of a body are read and discarded before the 413
+/// goes out, so that a client that writes its whole body before reading (most do) gets the
+/// answer instead of a reset connection.
+const DRAIN_BYTES: u64 = 16 << 20;
 
 /// Reads the body, refusing more than `limit` bytes (413) whether or not a length is declared.
 async fn read_body<S, B>(body: S, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
@@ -126,6 +136,7 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    let limit = limit as u64;
     let too_large = |n: u64| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -137,16 +148,23 @@ where
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+    if let Some(n) = declared.filter(|&n| n > limit + DRAIN_BYTES) {
         return Err(too_large(n));
     }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut over = declared.is_some_and(|n| n > limit);
+    let mut seen = 0u64;
+    let mut buf = Vec::with_capacity(declared.filter(|_| !over).unwrap_or(0) as usize);
     let mut body = pin!(body);
     while let Some(chunk) = body.next().await {
         let mut chunk =
             chunk.map_err(|e| ApiError::bad_request("body_read_error", e.to_string()))?;
-        if buf.len() + chunk.remaining() > limit {
-            return Err(too_large((buf.len() + chunk.remaining()) as u64));
+        seen += chunk.remaining() as u64;
+        over |= seen > limit;
+        if over {
+            if seen > limit + DRAIN_BYTES {
+                break;
+            }
+            continue;
         }
         while chunk.has_remaining() {
             let c = chunk.chunk();
@@ -155,6 +173,9 @@ where
             chunk.advance(n);
         }
     }
+    if over {
+        return Err(too_large(declared.unwrap_or(seen).max(seen)));
+    }
     Ok(Bytes::from(buf))
 }
 
@@ -162,6 +183,7 @@ async fn serve<S, B>(
     state: Arc<AppState>,
     route: &'static Route,
     params: Vec<String>,
+    query: Vec<(String, String)>,
     headers: HeaderMap,
     body: S,
 ) -> Response
@@ -180,6 +202,7 @@ where
         let body = read_body(body, &headers, state.max_body_bytes).await?;
         let call = Call {
             params,
+            query,
             headers,
             body,
         };

@@ -50,6 +50,16 @@ pub struct Rows {
 }
 
 impl Rows {
+    /// Rows from a row-major buffer already known to be `rows × dim`.
+    pub fn from_flat(data: Vec<f32>, rows: usize, dim: usize) -> Self {
+        Self {
+            data,
+            width: (rows > 0).then_some(dim),
+            ragged: None,
+            rows,
+        }
+    }
+
     /// The row-major buffer, once every row is checked against `dim`.
     pub fn into_flat(self, dim: usize) -> Result<Vec<f32>, ApiError> {
         let bad = match (self.ragged, self.width) {
@@ -185,6 +195,55 @@ pub struct SearchRequest {
 }
 
 impl SearchRequest {
+    /// The binary form: query vectors in the body (as [`decode_binary`], without ids), the
+    /// rest in the query string: `k`, `nprobe`, `ef`, `search_list`, `consistency`,
+    /// `session_seq`.
+    pub fn from_binary(body: &[u8], query: &[(String, String)]) -> Result<Self, ApiError> {
+        let batch = decode_binary(body)?;
+        if batch.ids.is_some() {
+            return Err(ApiError::bad_request(
+                "malformed_binary",
+                "a binary search body holds query vectors only, no ids",
+            ));
+        }
+        let rows = batch.vectors.len().checked_div(batch.dim).unwrap_or(0);
+        let mut req = SearchRequest {
+            vectors: Rows::from_flat(batch.vectors, rows, batch.dim),
+            k: ten(),
+            params: Knobs::default(),
+            consistency: ConsistencyLevel::default(),
+            session_seq: None,
+        };
+        for (key, value) in query {
+            let number = |name: &'static str| {
+                value.parse::<u64>().map_err(|_| {
+                    ApiError::from(CoreError::invalid(
+                        name,
+                        value,
+                        "must be an unsigned integer",
+                    ))
+                })
+            };
+            match key.as_str() {
+                "k" => req.k = number("k")? as usize,
+                "nprobe" => req.params.nprobe = Some(number("nprobe")? as usize),
+                "ef" => req.params.ef = Some(number("ef")? as usize),
+                "search_list" => req.params.search_list = Some(number("search_list")? as usize),
+                "session_seq" => req.session_seq = Some(number("session_seq")?),
+                "consistency" => req.consistency = value.parse().map_err(ApiError::from)?,
+                _ => {
+                    return Err(CoreError::invalid(
+                        "query",
+                        key,
+                        "unknown parameter: expected k, nprobe, ef, search_list, consistency or session_seq",
+                    )
+                    .into())
+                }
+            }
+        }
+        Ok(req)
+    }
+
     pub fn search_params(&self) -> SearchParams {
         SearchParams {
             k: self.k,
@@ -359,6 +418,50 @@ mod tests {
         assert_eq!(parse("[]").into_flat(5).unwrap(), Vec::<f32>::new());
         assert!(serde_json::from_str::<Rows>("[1, 2]").is_err());
         assert!(serde_json::from_str::<Rows>(r#"[["1"]]"#).is_err());
+    }
+
+    #[test]
+    fn binary_search_takes_its_parameters_from_the_query_string() {
+        let body = encode_binary(2, &[1.0, 2.0, 3.0, 4.0], None);
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let r = SearchRequest::from_binary(
+            &body,
+            &q(&[("k", "3"), ("nprobe", "8"), ("consistency", "strong")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.k, r.params.nprobe, r.consistency, r.vectors.rows),
+            (3, Some(8), ConsistencyLevel::Strong, 2)
+        );
+        assert_eq!(r.vectors.into_flat(2).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            SearchRequest::from_binary(&body, &q(&[("k", "-1")]))
+                .unwrap_err()
+                .code,
+            "invalid_parameter"
+        );
+        assert_eq!(
+            SearchRequest::from_binary(&body, &q(&[("kk", "1")]))
+                .unwrap_err()
+                .code,
+            "invalid_parameter"
+        );
+        assert_eq!(
+            SearchRequest::from_binary(&body, &q(&[("consistency", "maybe")]))
+                .unwrap_err()
+                .code,
+            "invalid_parameter"
+        );
+        let with_ids = encode_binary(2, &[1.0, 2.0], Some(&[5]));
+        assert_eq!(
+            SearchRequest::from_binary(&with_ids, &[]).unwrap_err().code,
+            "malformed_binary"
+        );
     }
 
     #[test]

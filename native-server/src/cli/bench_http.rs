@@ -10,6 +10,7 @@ use clap::Args;
 use proxima_core::{ConsistencyLevel, IndexSpec, Metric, SearchParams};
 
 use super::bench::machine;
+use crate::api::types::encode_binary;
 use crate::api::{self, ApiConfig, AppState};
 use crate::dataset::{default_dir, Dataset, DEBIAN_PACKAGES};
 use crate::engine::{CollectionSchema, Engine, EngineConfig, FsyncPolicy};
@@ -254,7 +255,29 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             );
             Ok(())
         };
-        // Same answers both ways (first batch).
+        let binary_url = format!(
+            "{url}?k={}&nprobe={}&consistency=eventually",
+            args.k, args.nprobe
+        );
+        let binary_bodies: Vec<Vec<u8>> = batches
+            .iter()
+            .map(|b| encode_binary(dim, b, None))
+            .collect();
+        let post_binary = |r: usize| -> anyhow::Result<()> {
+            let v: serde_json::Value = agent
+                .post(&binary_url)
+                .set("Content-Type", "application/octet-stream")
+                .send_bytes(&binary_bodies[r % binary_bodies.len()])?
+                .into_json()?;
+            let n = v["results"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(
+                n == args.batch,
+                "{n} result lists for {} queries",
+                args.batch
+            );
+            Ok(())
+        };
+        // Same answers every way (first batch).
         let direct = collection.search(&batches[0], &params, ConsistencyLevel::Eventually, None)?;
         let v: serde_json::Value = agent.post(&url).send_string(&bodies[0])?.into_json()?;
         let first: Vec<u64> = v["results"][0]
@@ -269,52 +292,59 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
         );
         // Alternate the two measurements and keep the best of each: other work on the
         // machine slows one run, not the comparison.
-        let (mut inproc_s, mut http_s) = (f64::INFINITY, f64::INFINITY);
+        let (mut inproc_s, mut http_s, mut binary_s) =
+            (f64::INFINITY, f64::INFINITY, f64::INFINITY);
         for _ in 0..args.repeat.max(1) {
             inproc_s = inproc_s.min(timed(args.clients, args.requests, |r| search(r).map(drop))?);
-            http_s = http_s.min(timed(args.clients, args.requests, &post)?);
+            http_s = http_s.min(timed(args.clients, args.requests, post)?);
+            binary_s = binary_s.min(timed(args.clients, args.requests, post_binary)?);
         }
         let _ = stop_tx.send(());
         let _ = runtime.block_on(server);
 
         let queries = (args.requests * args.batch) as f64;
-        let (inproc_qps, http_qps) = (queries / inproc_s, queries / http_s);
+        let (inproc_qps, http_qps, binary_qps) =
+            (queries / inproc_s, queries / http_s, queries / binary_s);
+        let per_batch = |secs: f64| secs * 1e3 * args.clients as f64 / args.requests as f64;
         let command: Vec<String> = std::iter::once("proxima".to_string())
             .chain(std::env::args().skip(1).map(|a| shell_quote(&a)))
             .collect();
         println!("proxima bench http");
-        println!("  command:     {}", command.join(" "));
+        println!("  command:       {}", command.join(" "));
         println!(
-            "  build:       {} profile",
+            "  build:         {} profile",
             if cfg!(debug_assertions) {
                 "dev (dependencies at opt-level 3)"
             } else {
                 "release"
             }
         );
-        println!("  machine:     {}", machine());
-        println!("  data:        {}", data.what);
+        println!("  machine:       {}", machine());
+        println!("  data:          {}", data.what);
         println!(
-            "  collection:  {} {}, 1 shard, sealed and indexed in {load_s:.1} s",
+            "  collection:    {} {}, 1 shard, sealed and indexed in {load_s:.1} s",
             serde_json::to_string(&index)?,
             data.metric
         );
         println!(
-            "  workload:    {} requests of {} queries, k {}, nprobe {} (IVF only), {} concurrent clients, consistency eventually; best of {} alternating runs",
+            "  workload:      {} requests of {} queries, k {}, nprobe {} (IVF only), {} concurrent clients, consistency eventually; best of {} alternating runs",
             args.requests, args.batch, args.k, args.nprobe, args.clients, args.repeat.max(1)
         );
         println!(
-            "  in-process:  {inproc_qps:>9.0} queries/s ({:.1} ms per batch)",
-            inproc_s * 1e3 * args.clients as f64 / args.requests as f64
+            "  in-process:    {inproc_qps:>9.0} queries/s ({:.1} ms per batch)",
+            per_batch(inproc_s)
         );
         println!(
-            "  HTTP (JSON): {http_qps:>9.0} queries/s ({:.1} ms per batch, client on the same machine)",
-            http_s * 1e3 * args.clients as f64 / args.requests as f64
-        );
-        println!(
-            "  ratio:       {:.2} (HTTP / in-process)",
+            "  HTTP, JSON:    {http_qps:>9.0} queries/s ({:.1} ms per batch)  ratio {:.2}",
+            per_batch(http_s),
             http_qps / inproc_qps
         );
+        println!(
+            "  HTTP, binary:  {binary_qps:>9.0} queries/s ({:.1} ms per batch)  ratio {:.2}",
+            per_batch(binary_s),
+            binary_qps / inproc_qps
+        );
+        println!("  (ratio = HTTP / in-process; the HTTP clients run on the same machine)");
         Ok(())
     })();
     engine.close();
