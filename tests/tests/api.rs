@@ -960,6 +960,38 @@ fn embed_and_the_import_and_search_commands() {
         call(&s, "GET", "/v1/collections/files", None).json["count"],
         1000
     );
+    // A dataset directory brings its ids and metric.
+    let ds = dir.path().join("ds");
+    let (code, _, err) = run_cli(&[
+        "dataset",
+        "import",
+        file.to_str().unwrap(),
+        "--name",
+        "small",
+        "--metric",
+        "ip",
+        "--out",
+        ds.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_cli(&[
+        "import",
+        ds.to_str().unwrap(),
+        "--collection",
+        "from-dataset",
+        "--server",
+        &s.base_url,
+        "--limit",
+        "600",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported 600 vectors"), "{out}");
+    let r = call(&s, "GET", "/v1/collections/from-dataset", None);
+    assert_eq!(r.json["count"], 600, "{}", r.json);
+    assert_eq!(r.json["schema"]["metric"], "ip", "{}", r.json);
+    let r = call(&s, "GET", "/v1/collections/from-dataset/vectors/599", None);
+    assert_eq!(floats(&r.json["vector"]), row(599, 8), "{}", r.json);
+
     let v: Vec<String> = row(777, 8).iter().map(f32::to_string).collect();
     let (code, out, err) = run_cli(&[
         "search",

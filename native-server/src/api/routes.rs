@@ -264,3 +264,67 @@ pub fn all(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     }
     f.recover(super::errors::recover).unify().boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiConfig;
+
+    fn boom(_: &AppState, _: &Call) -> Result<Response, ApiError> {
+        panic!("a handler bug");
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
+        let route: &'static Route = Box::leak(Box::new(Route {
+            method: Method::GET,
+            path: "/boom",
+            access: Access::Open,
+            summary: "",
+            request: None,
+            handler: boom,
+        }));
+        let state = Arc::new(AppState::new(ApiConfig::default()));
+        let filter = endpoint(state.clone(), route)
+            .or(endpoint(state.clone(), &ROUTES[0]))
+            .unify()
+            .recover(super::super::errors::recover)
+            .unify();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = runtime.spawn(
+            warp::serve(filter)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = stopped.await;
+                })
+                .run(),
+        );
+        for _ in 0..2 {
+            match ureq::get(&format!("http://{addr}/boom")).call() {
+                Err(ureq::Error::Status(500, r)) => {
+                    let v: serde_json::Value = r.into_json().unwrap();
+                    assert_eq!(v["error"]["code"], "internal");
+                }
+                other => panic!("expected 500, got {other:?}"),
+            }
+        }
+        let ok = ureq::get(&format!("http://{addr}/healthz")).call().unwrap();
+        assert_eq!(ok.status(), 200);
+        let metrics = state.metrics.render(None).unwrap();
+        assert!(
+            metrics.contains(r#"route="/boom",status="500"} 2"#),
+            "{metrics}"
+        );
+        let _ = stop.send(());
+        runtime.block_on(server).unwrap();
+    }
+}
