@@ -242,11 +242,12 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             .timeout(Duration::from_secs(120))
             .build();
         let post = |r: usize| -> anyhow::Result<()> {
-            let v: serde_json::Value = agent
+            let v = agent
                 .post(&url)
                 .set("Content-Type", "application/json")
                 .send_string(&bodies[r % bodies.len()])?
-                .into_json()?;
+                .into_string()?;
+            let v: serde_json::Value = serde_json::from_str(&v)?;
             let n = v["results"].as_array().map_or(0, Vec::len);
             anyhow::ensure!(
                 n == args.batch,
@@ -264,11 +265,12 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             .map(|b| encode_binary(dim, b, None))
             .collect();
         let post_binary = |r: usize| -> anyhow::Result<()> {
-            let v: serde_json::Value = agent
+            let v = agent
                 .post(&binary_url)
                 .set("Content-Type", "application/octet-stream")
                 .send_bytes(&binary_bodies[r % binary_bodies.len()])?
-                .into_json()?;
+                .into_string()?;
+            let v: serde_json::Value = serde_json::from_str(&v)?;
             let n = v["results"].as_array().map_or(0, Vec::len);
             anyhow::ensure!(
                 n == args.batch,
