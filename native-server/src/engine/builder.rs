@@ -91,7 +91,11 @@ fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
         if let Err(e) = build(&collection, &job) {
             tracing::error!(segment = segment_id, error = %e, "index build failed; the segment stays exact");
             let mut slot = job.segment.slot.write();
-            if slot.building.as_ref().is_some_and(|b| b.generation == job.generation) {
+            if slot
+                .building
+                .as_ref()
+                .is_some_and(|b| b.generation == job.generation)
+            {
                 slot.building = None;
                 slot.note = Some(format!("index build failed: {e}"));
             }
@@ -111,7 +115,11 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     // A newer request may have replaced this job's progress: only clear our own.
     let finish = |note: Option<String>| {
         let mut slot = segment.slot.write();
-        if slot.building.as_ref().is_some_and(|b| b.generation == job.generation) {
+        if slot
+            .building
+            .as_ref()
+            .is_some_and(|b| b.generation == job.generation)
+        {
             slot.building = None;
             slot.note = note;
         }
@@ -185,7 +193,11 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
             file,
             index: Arc::new(index),
         });
-        if slot.building.as_ref().is_some_and(|b| b.generation == job.generation) {
+        if slot
+            .building
+            .as_ref()
+            .is_some_and(|b| b.generation == job.generation)
+        {
             slot.building = None;
         }
         slot.note = None;
