@@ -90,16 +90,26 @@ fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
         let segment_id = job.segment.id;
         if let Err(e) = build(&collection, &job) {
             tracing::error!(segment = segment_id, error = %e, "index build failed; the segment stays exact");
-            let mut slot = job.segment.slot.write();
-            if slot
-                .building
-                .as_ref()
-                .is_some_and(|b| b.generation == job.generation)
-            {
-                slot.building = None;
-                slot.note = Some(format!("index build failed: {e}"));
-            }
+            end_build(
+                &job.segment,
+                job.generation,
+                Some(format!("index build failed: {e}")),
+            );
         }
+    }
+}
+
+/// Clears the segment's build progress and sets its note, if the progress is still this
+/// generation's (a newer request may have replaced it: that one's progress must stay).
+fn end_build(segment: &SealedSegment, generation: u64, note: Option<String>) {
+    let mut slot = segment.slot.write();
+    if slot
+        .building
+        .as_ref()
+        .is_some_and(|b| b.generation == generation)
+    {
+        slot.building = None;
+        slot.note = note;
     }
 }
 
@@ -112,18 +122,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     if stale || !collection.build_is_current(segment.id, job.generation) {
         return Ok(());
     }
-    // A newer request may have replaced this job's progress: only clear our own.
-    let finish = |note: Option<String>| {
-        let mut slot = segment.slot.write();
-        if slot
-            .building
-            .as_ref()
-            .is_some_and(|b| b.generation == job.generation)
-        {
-            slot.building = None;
-            slot.note = note;
-        }
-    };
+    let finish = |note: Option<String>| end_build(segment, job.generation, note);
     let (dim, metric) = collection.dim_metric();
     let rows = segment.rows();
     if matches!(job.spec, IndexSpec::Flat) {
@@ -193,16 +192,10 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
             file,
             index: Arc::new(index),
         });
-        if slot
-            .building
-            .as_ref()
-            .is_some_and(|b| b.generation == job.generation)
-        {
-            slot.building = None;
-        }
         slot.note = None;
         old
     };
+    end_build(segment, job.generation, None);
     collection.persist_indexes()?;
     if let Some(old) = old {
         let _ = std::fs::remove_file(segment.dir.join(old.file));
