@@ -178,6 +178,12 @@ impl SealedSegment {
         ids: &[u64],
         vectors: &[f32],
     ) -> EngineResult<Self> {
+        // A directory left by a checkpoint that crashed before its manifest was written is
+        // not part of the collection: start from scratch.
+        if dir.exists() {
+            fs::remove_dir_all(dir)
+                .map_err(EngineError::io(format!("remove {}", dir.display())))?;
+        }
         fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
         let n = ids.len();
         let mut body = Vec::with_capacity(n * 8 + vectors.len() * 4);
