@@ -149,14 +149,8 @@ pub fn build_text(req: &TextBuild) -> Result<BuildOutcome, DatasetError> {
         "model": embed::MODEL_NAME,
         "model_package": embed::MODEL_PACKAGE,
     });
-    if !req.force {
-        if let Some(manifest) = reusable(&req.out, &params) {
-            return Ok(BuildOutcome {
-                dir: req.out.clone(),
-                manifest,
-                cached: true,
-            });
-        }
+    if let Some(outcome) = cached(&req.out, &params, req.force) {
+        return Ok(outcome);
     }
     let staging = Staging::new(&req.out)?;
 
@@ -245,14 +239,8 @@ pub fn import(req: &ImportRequest) -> Result<BuildOutcome, DatasetError> {
         "metric": req.metric,
         "ground_truth_k": req.ground_truth_k,
     });
-    if !req.force {
-        if let Some(manifest) = reusable(&req.out, &params) {
-            return Ok(BuildOutcome {
-                dir: req.out.clone(),
-                manifest,
-                cached: true,
-            });
-        }
+    if let Some(outcome) = cached(&req.out, &params, req.force) {
+        return Ok(outcome);
     }
     let staging = Staging::new(&req.out)?;
 
@@ -346,6 +334,18 @@ fn file_facts(path: &Path) -> Result<serde_json::Value, DatasetError> {
         .map(|d| d.as_secs());
     let canonical = path.canonicalize().map_err(io_error(path))?;
     Ok(json!({ "path": canonical, "bytes": meta.len(), "modified_unix": modified }))
+}
+
+/// The existing dataset at `out`, when it was built with `params` and no rebuild is forced.
+fn cached(out: &Path, params: &serde_json::Value, force: bool) -> Option<BuildOutcome> {
+    if force {
+        return None;
+    }
+    reusable(out, params).map(|manifest| BuildOutcome {
+        dir: out.to_path_buf(),
+        manifest,
+        cached: true,
+    })
 }
 
 /// The manifest in `dir` when it was built with `params` and its data files are present.
