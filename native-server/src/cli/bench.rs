@@ -50,6 +50,32 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The command line as typed (arguments shell-quoted), starting with `proxima`.
+pub fn command_line() -> String {
+    std::iter::once("proxima".to_string())
+        .chain(std::env::args().skip(1).map(|a| shell_quote(&a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The build profile of this binary, in words.
+pub fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "dev profile (dependencies at opt-level 3)"
+    } else {
+        "release profile"
+    }
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=,@+".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
 /// The machine, in words: logical CPUs and the CPU model from /proc/cpuinfo.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -92,19 +118,9 @@ fn embed(a: BenchEmbedArgs) -> anyhow::Result<()> {
     anyhow::ensure!(vectors.len() == texts.len() * embedder.dim());
 
     // The command as typed, with the binary named `proxima` whatever its path.
-    let command: Vec<String> = std::iter::once("proxima".to_string())
-        .chain(std::env::args().skip(1))
-        .collect();
     println!("proxima bench embed");
-    println!("  command:  {}", command.join(" "));
-    println!(
-        "  build:    {} profile",
-        if cfg!(debug_assertions) {
-            "dev"
-        } else {
-            "release"
-        }
-    );
+    println!("  command:  {}", command_line());
+    println!("  build:    {}", build_profile());
     println!("  machine:  {}", machine());
     println!(
         "  threads:  {} (candle; RAYON_NUM_THREADS caps it)",

@@ -11,7 +11,7 @@ use clap::Args;
 use proxima_core::sizing::{format_bytes, recommended_nlist};
 use proxima_core::{recall_at_k, ConsistencyLevel, Hit, IndexSpec, SearchParams, VectorIndex};
 
-use super::bench::machine;
+use super::bench::{build_profile, command_line, machine};
 use crate::dataset::{default_dir, Dataset};
 use crate::engine::{CollectionSchema, Engine, EngineConfig};
 use crate::index::faiss_backend::FaissIndex;
@@ -144,10 +144,8 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         a.nprobe,
         a.ef
     );
-    println!(
-        "command: {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
+    println!("command: {}", command_line());
+    println!("build: {}", build_profile());
     println!("machine: {}", machine());
     let mut rows = Vec::new();
     for (i, spec) in specs(&a.indexes, n, dim, a.hnsw_m)?.into_iter().enumerate() {

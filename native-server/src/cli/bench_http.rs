@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use proxima_core::{ConsistencyLevel, IndexSpec, Metric, SearchParams};
 
-use super::bench::machine;
+use super::bench::{build_profile, command_line, machine};
 use crate::api::types::encode_binary;
 use crate::api::{self, ApiConfig, AppState};
 use crate::dataset::{default_dir, Dataset, DEBIAN_PACKAGES};
@@ -117,16 +117,6 @@ fn load(args: &BenchHttpArgs) -> anyhow::Result<Data> {
         ids: (0..rows as u64).collect(),
         queries: synthetic(1000, dim, 7),
     })
-}
-
-/// `arg` as a shell would need it typed.
-fn shell_quote(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=,@+".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
 }
 
 /// Runs `requests` batches over `clients` threads; returns the wall time.
@@ -307,19 +297,9 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
         let (inproc_qps, http_qps, binary_qps) =
             (queries / inproc_s, queries / http_s, queries / binary_s);
         let per_batch = |secs: f64| secs * 1e3 * args.clients as f64 / args.requests as f64;
-        let command: Vec<String> = std::iter::once("proxima".to_string())
-            .chain(std::env::args().skip(1).map(|a| shell_quote(&a)))
-            .collect();
         println!("proxima bench http");
-        println!("  command:       {}", command.join(" "));
-        println!(
-            "  build:         {} profile",
-            if cfg!(debug_assertions) {
-                "dev (dependencies at opt-level 3)"
-            } else {
-                "release"
-            }
-        );
+        println!("  command:       {}", command_line());
+        println!("  build:         {}", build_profile());
         println!("  machine:       {}", machine());
         println!("  data:          {}", data.what);
         println!(
