@@ -77,6 +77,18 @@ fn shell_quote(arg: &str) -> String {
 }
 
 /// The machine, in words: logical CPUs and the CPU model from /proc/cpuinfo.
+/// CPU seconds (user and system) this process has used so far, all threads together.
+pub fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use proxima_core::{ConsistencyLevel, IndexSpec, Metric, SearchParams};
 
-use super::bench::{build_profile, command_line, machine};
+use super::bench::{build_profile, command_line, machine, process_cpu_secs};
 use crate::api::types::encode_binary;
 use crate::api::{self, ApiConfig, AppState};
 use crate::dataset::{default_dir, Dataset, DEBIAN_PACKAGES};
@@ -45,9 +45,10 @@ pub struct BenchHttpArgs {
     /// Alternating runs of both measurements; the best of each is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Concurrent clients (threads), the same in both measurements.
-    #[arg(long, default_value_t = 2)]
-    pub clients: usize,
+    /// Concurrent clients (threads), the same in every measurement [default: two per CPU,
+    /// enough to keep every CPU searching while other requests are in transit].
+    #[arg(long)]
+    pub clients: Option<usize>,
 }
 
 struct Data {
@@ -119,13 +120,38 @@ fn load(args: &BenchHttpArgs) -> anyhow::Result<Data> {
     })
 }
 
-/// Runs `requests` batches over `clients` threads; returns the wall time.
+/// Wall and CPU seconds of one measurement.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Timing {
+    const NONE: Timing = Timing {
+        wall: f64::INFINITY,
+        cpu: f64::INFINITY,
+    };
+
+    /// The faster of two runs.
+    fn best(self, other: Timing) -> Timing {
+        if other.wall < self.wall {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Runs `requests` batches over `clients` threads; returns the wall time and the CPU time of
+/// the whole process (server, clients and engine alike).
 fn timed(
     clients: usize,
     requests: usize,
     run: impl Fn(usize) -> anyhow::Result<()> + Sync,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Timing> {
     let started = Instant::now();
+    let cpu = process_cpu_secs();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
@@ -143,12 +169,18 @@ fn timed(
                 .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
         })
     })?;
-    Ok(started.elapsed().as_secs_f64())
+    Ok(Timing {
+        wall: started.elapsed().as_secs_f64(),
+        cpu: process_cpu_secs() - cpu,
+    })
 }
 
 pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
+    let clients = args
+        .clients
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!(
-        args.batch > 0 && args.requests > 0 && args.clients > 0,
+        args.batch > 0 && args.requests > 0 && clients > 0,
         "--batch, --requests and --clients must be at least 1"
     );
     let index: IndexSpec = serde_json::from_str(&args.index)
@@ -283,20 +315,25 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
         );
         // Alternate the two measurements and keep the best of each: other work on the
         // machine slows one run, not the comparison.
-        let (mut inproc_s, mut http_s, mut binary_s) =
-            (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        let (mut inproc, mut http, mut binary) = (Timing::NONE, Timing::NONE, Timing::NONE);
         for _ in 0..args.repeat.max(1) {
-            inproc_s = inproc_s.min(timed(args.clients, args.requests, |r| search(r).map(drop))?);
-            http_s = http_s.min(timed(args.clients, args.requests, post)?);
-            binary_s = binary_s.min(timed(args.clients, args.requests, post_binary)?);
+            inproc = inproc.best(timed(clients, args.requests, |r| search(r).map(drop))?);
+            http = http.best(timed(clients, args.requests, post)?);
+            binary = binary.best(timed(clients, args.requests, post_binary)?);
         }
         let _ = stop_tx.send(());
         let _ = runtime.block_on(server);
 
         let queries = (args.requests * args.batch) as f64;
-        let (inproc_qps, http_qps, binary_qps) =
-            (queries / inproc_s, queries / http_s, queries / binary_s);
-        let per_batch = |secs: f64| secs * 1e3 * args.clients as f64 / args.requests as f64;
+        let qps = |t: Timing| queries / t.wall;
+        let line = |t: Timing| {
+            format!(
+                "{:>9.0} queries/s ({:.1} ms per batch, {:.1} ms CPU per batch)",
+                qps(t),
+                t.wall * 1e3 * clients as f64 / args.requests as f64,
+                t.cpu * 1e3 / args.requests as f64
+            )
+        };
         println!("proxima bench http");
         println!("  command:       {}", command_line());
         println!("  build:         {}", build_profile());
@@ -309,23 +346,20 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
         );
         println!(
             "  workload:      {} requests of {} queries, k {}, nprobe {} (IVF only), {} concurrent clients, consistency eventually; best of {} alternating runs",
-            args.requests, args.batch, args.k, args.nprobe, args.clients, args.repeat.max(1)
+            args.requests, args.batch, args.k, args.nprobe, clients, args.repeat.max(1)
+        );
+        println!("  in-process:    {}", line(inproc));
+        println!(
+            "  HTTP, JSON:    {}  ratio {:.2}",
+            line(http),
+            qps(http) / qps(inproc)
         );
         println!(
-            "  in-process:    {inproc_qps:>9.0} queries/s ({:.1} ms per batch)",
-            per_batch(inproc_s)
+            "  HTTP, binary:  {}  ratio {:.2}",
+            line(binary),
+            qps(binary) / qps(inproc)
         );
-        println!(
-            "  HTTP, JSON:    {http_qps:>9.0} queries/s ({:.1} ms per batch)  ratio {:.2}",
-            per_batch(http_s),
-            http_qps / inproc_qps
-        );
-        println!(
-            "  HTTP, binary:  {binary_qps:>9.0} queries/s ({:.1} ms per batch)  ratio {:.2}",
-            per_batch(binary_s),
-            binary_qps / inproc_qps
-        );
-        println!("  (ratio = HTTP / in-process; the HTTP clients run on the same machine)");
+        println!("  (ratio = HTTP / in-process queries/s; CPU = the whole process: engine, server and clients, which share the machine)");
         Ok(())
     })();
     engine.close();

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Threads building indexes in the background [default: 1].
     #[arg(long, env = "PROXIMA_BUILD_THREADS")]
     pub build_threads: Option<usize>,
+    /// Threads running searches, shared by all requests [default: one per CPU].
+    #[arg(long, env = "PROXIMA_SEARCH_THREADS")]
+    pub search_threads: Option<usize>,
 }
 
 /// The `--config` file.
@@ -89,6 +92,7 @@ pub struct FileConfig {
     pub max_k: Option<usize>,
     pub max_queries: Option<usize>,
     pub build_threads: Option<usize>,
+    pub search_threads: Option<usize>,
 }
 
 impl FileConfig {
@@ -156,6 +160,10 @@ impl Settings {
         if let Some(t) = args.build_threads.or(file.build_threads) {
             anyhow::ensure!(t > 0, "build_threads must be at least 1");
             engine.build_threads = t;
+        }
+        if let Some(t) = args.search_threads.or(file.search_threads) {
+            anyhow::ensure!(t > 0, "search_threads must be at least 1");
+            engine.search_threads = t;
         }
         let embed = !args.no_embed && file.embed.unwrap_or(true);
         let model_dir = embed.then(|| {

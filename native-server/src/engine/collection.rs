@@ -36,6 +36,7 @@ use super::config::EngineConfig;
 use super::error::{EngineError, EngineResult};
 use super::manifest::{IndexEntry, Manifest, SegmentEntry};
 use super::schema::CollectionSchema;
+use super::search_pool::SearchPool;
 use super::segment::{sync_dir, ReadyIndex, SealedSegment, SegmentInfo};
 use super::shard::{Location, SealedEntry, ShardState};
 use super::wal::{Wal, WalOp, WalRecord};
@@ -140,6 +141,7 @@ pub struct Collection {
     paused: Mutex<bool>,
     paused_cv: Condvar,
     builder: Arc<IndexBuilder>,
+    searcher: Arc<SearchPool>,
     closed: AtomicBool,
     me: Weak<Collection>,
 }
@@ -162,6 +164,7 @@ impl Collection {
         dir: &Path,
         config: Arc<EngineConfig>,
         builder: Arc<IndexBuilder>,
+        searcher: Arc<SearchPool>,
     ) -> EngineResult<Arc<Self>> {
         let manifest = Manifest::read(dir)?;
         let schema = manifest.schema.clone();
@@ -272,6 +275,7 @@ impl Collection {
             paused: Mutex::new(false),
             paused_cv: Condvar::new(),
             builder,
+            searcher,
             closed: AtomicBool::new(false),
             me: me.clone(),
         });
@@ -538,31 +542,44 @@ impl Collection {
             let s = self.schema.read();
             (s.dim, s.metric)
         };
-        let per_shard: Vec<Vec<Vec<Hit>>> = if self.shards.len() == 1 {
-            vec![self.shards[0]
-                .read()
-                .search(&queries, dim, metric, params)?]
-        } else {
-            self.shards
-                .par_iter()
-                .map(|s| s.read().search(&queries, dim, metric, params))
-                .collect::<EngineResult<_>>()?
-        };
-        let hits = if per_shard.len() == 1 {
-            per_shard.into_iter().next().unwrap_or_default()
-        } else {
-            let mut per_shard = per_shard;
-            (0..nq)
-                .map(|q| {
-                    merge_hits(
-                        per_shard.iter_mut().map(|s| std::mem::take(&mut s[q])),
-                        params.k,
-                        metric,
-                    )
-                })
-                .collect()
-        };
+        // Chunks of the batch run in parallel on the search pool; each chunk fans out to
+        // the shards.
+        let chunk = self.searcher.chunk_queries(nq);
+        let hits = self.searcher.run(|| {
+            queries
+                .par_chunks(chunk * dim)
+                .map(|q| self.search_shards(q, dim, metric, params))
+                .collect::<EngineResult<Vec<_>>>()
+        })?;
+        let hits = hits.into_iter().flatten().collect();
         Ok(SearchResult { hits, seq })
+    }
+
+    /// Searches every shard for a chunk of queries and merges the best `k` per query.
+    fn search_shards(
+        &self,
+        queries: &[f32],
+        dim: usize,
+        metric: Metric,
+        params: &SearchParams,
+    ) -> EngineResult<Vec<Vec<Hit>>> {
+        if self.shards.len() == 1 {
+            return self.shards[0].read().search(queries, dim, metric, params);
+        }
+        let mut per_shard = self
+            .shards
+            .par_iter()
+            .map(|s| s.read().search(queries, dim, metric, params))
+            .collect::<EngineResult<Vec<_>>>()?;
+        Ok((0..queries.len() / dim)
+            .map(|q| {
+                merge_hits(
+                    per_shard.iter_mut().map(|s| std::mem::take(&mut s[q])),
+                    params.k,
+                    metric,
+                )
+            })
+            .collect())
     }
 
     /// Seals the growing segments and writes a checkpoint (durable segment files, WAL

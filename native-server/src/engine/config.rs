@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub wal_file_bytes: u64,
     /// Threads building indexes in the background.
     pub build_threads: usize,
+    /// Threads running searches (one pool shared by every collection and request).
+    pub search_threads: usize,
     /// Sealed segments whose deleted share exceeds this are compacted at the next seal.
     pub auto_compact_deleted_ratio: f64,
     /// Memory-map IVF inverted lists when loading indexes from disk.
@@ -49,6 +51,7 @@ impl EngineConfig {
             consistency_timeout: Duration::from_secs(10),
             wal_file_bytes: 64 << 20,
             build_threads: 1,
+            search_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             auto_compact_deleted_ratio: 0.3,
             mmap_indexes: false,
             limits: SearchLimits::default(),

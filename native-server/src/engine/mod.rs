@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod manifest;
 mod schema;
+mod search_pool;
 mod segment;
 mod shard;
 mod wal;
@@ -33,12 +34,14 @@ pub use schema::{validate_name, CollectionSchema};
 pub use segment::{SegmentIndexInfo, SegmentInfo};
 
 use builder::IndexBuilder;
+use search_pool::SearchPool;
 
 /// The engine: every collection under one data directory.
 pub struct Engine {
     config: Arc<EngineConfig>,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     builder: Arc<IndexBuilder>,
+    searcher: Arc<SearchPool>,
 }
 
 impl Engine {
@@ -48,6 +51,7 @@ impl Engine {
         fs::create_dir_all(&root).map_err(EngineError::io(format!("create {}", root.display())))?;
         let config = Arc::new(config);
         let builder = IndexBuilder::new(config.build_threads);
+        let searcher = SearchPool::new(config.search_threads)?;
         let mut collections = BTreeMap::new();
         for entry in
             fs::read_dir(&root).map_err(EngineError::io(format!("list {}", root.display())))?
@@ -65,13 +69,15 @@ impl Engine {
                 let _ = fs::remove_dir_all(&path);
                 continue;
             }
-            let collection = Collection::open(&path, config.clone(), builder.clone())?;
+            let collection =
+                Collection::open(&path, config.clone(), builder.clone(), searcher.clone())?;
             collections.insert(name, collection);
         }
         Ok(Self {
             config,
             collections: RwLock::new(collections),
             builder,
+            searcher,
         })
     }
 
@@ -97,7 +103,12 @@ impl Engine {
         let dir = self.root().join(&schema.name);
         fs::rename(&tmp, &dir).map_err(EngineError::io(format!("rename {}", dir.display())))?;
         segment::sync_dir(&self.root())?;
-        let collection = Collection::open(&dir, self.config.clone(), self.builder.clone())?;
+        let collection = Collection::open(
+            &dir,
+            self.config.clone(),
+            self.builder.clone(),
+            self.searcher.clone(),
+        )?;
         map.insert(schema.name.clone(), collection.clone());
         Ok(collection)
     }

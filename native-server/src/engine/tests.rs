@@ -439,9 +439,12 @@ fn consistency_levels_see_what_they_promise() {
 }
 
 #[test]
-fn sharded_exact_search_equals_one_shard() {
+fn sharded_exact_search_equals_one_shard_and_chunked_batches_equal_single_queries() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path())).unwrap();
+    let mut cfg = config(dir.path());
+    // 20 queries on 4 search threads: the batch runs as chunks of 8, 8 and 4.
+    cfg.search_threads = 4;
+    let engine = Engine::open(cfg).unwrap();
     let dim = 8;
     let n = 3000;
     let data = clustered(n, dim, 3);
@@ -467,6 +470,12 @@ fn sharded_exact_search_equals_one_shard() {
         .search(&queries, &params, ConsistencyLevel::Strong, None)
         .unwrap();
     assert_eq!(a.hits, b.hits);
+    for (q, hits) in queries.chunks(dim).zip(&a.hits) {
+        let single = four
+            .search(q, &params, ConsistencyLevel::Strong, None)
+            .unwrap();
+        assert_eq!(&single.hits[0], hits);
+    }
     assert_eq!(one.count(), four.count());
     let info = four.describe();
     assert_eq!(info.segments.iter().map(|s| s.shard).max(), Some(3));

@@ -38,6 +38,44 @@ pub const DEFAULT_NPROBE: usize = 16;
 /// Default HNSW `efSearch` when a query names none.
 pub const DEFAULT_EF: usize = 64;
 
+extern "C" {
+    // OpenMP (libgomp), which `faiss-sys` links for FAISS's parallel loops.
+    fn omp_set_num_threads(num_threads: std::os::raw::c_int);
+    fn omp_get_max_threads() -> std::os::raw::c_int;
+}
+
+/// Makes FAISS calls made from the calling thread single-threaded. OpenMP keeps the thread
+/// count per thread for threads it did not create, so other threads (index builds) keep
+/// their parallelism.
+pub fn single_threaded_faiss() {
+    // SAFETY: sets an integer setting of the calling thread; no pointers are involved.
+    unsafe { omp_set_num_threads(1) }
+}
+
+/// Makes OpenBLAS, when it is the BLAS FAISS links, single-threaded for the whole process:
+/// FAISS's batched distance products call BLAS, and OpenBLAS threads on top of the engine's
+/// own search threads oversubscribe the CPUs (its worker threads spin while they wait).
+/// OpenBLAS reads `OPENBLAS_NUM_THREADS` when it is loaded, before `main`, so the setting is
+/// made through its API, looked up at run time because the system's BLAS may be another one.
+/// Returns whether OpenBLAS was found.
+pub fn single_threaded_blas() -> bool {
+    // SAFETY: dlsym with RTLD_DEFAULT searches the loaded objects for a NUL-terminated name.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"openblas_set_num_threads".as_ptr()) };
+    if f.is_null() {
+        return false;
+    }
+    // SAFETY: the symbol is OpenBLAS's `void openblas_set_num_threads(int)`.
+    let set: extern "C" fn(std::os::raw::c_int) = unsafe { std::mem::transmute(f) };
+    set(1);
+    true
+}
+
+/// Threads a FAISS call made from the calling thread may use.
+pub fn faiss_threads() -> usize {
+    // SAFETY: reads an integer setting of the calling thread.
+    unsafe { omp_get_max_threads() }.max(1) as usize
+}
+
 fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend {
         message: e.to_string(),
@@ -400,6 +438,20 @@ mod tests {
 
     fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         crate::index::clustered(n, dim, seed, 256, 0.15)
+    }
+
+    #[test]
+    fn single_threaded_faiss_is_per_thread() {
+        let before = std::thread::spawn(faiss_threads).join().unwrap();
+        let after = std::thread::spawn(|| {
+            single_threaded_faiss();
+            faiss_threads()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, 1);
+        // A thread that did not ask keeps the default.
+        assert_eq!(std::thread::spawn(faiss_threads).join().unwrap(), before);
     }
 
     #[test]
