@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proxima_e2e::{http, http_with, run_cli, HttpReply, Server};
+use proxima_server::api::types::base64_row;
 use serde_json::{json, Value};
 
 fn call(s: &Server, method: &str, path: &str, body: Option<Value>) -> HttpReply {
@@ -382,6 +383,25 @@ fn every_endpoint_and_every_kind_of_bad_input() {
     let r = binary_search("?k=3&consistency=strong", &binary(4, &q, None));
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["results"], json_answer);
+    // Rows as base64 strings of little-endian f32 values answer the same.
+    let r = call(
+        &s,
+        "POST",
+        "/v1/collections/c/search",
+        Some(json!({"vectors": [base64_row(&q)], "k": 3, "consistency": "strong"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["results"], json_answer);
+    expect_error(
+        &call(
+            &s,
+            "POST",
+            "/v1/collections/c/search",
+            Some(json!({"vectors": ["not base64!"]})),
+        ),
+        400,
+        "invalid_body",
+    );
     expect_error(
         &binary_search("?k=3&kk=1", &binary(4, &q, None)),
         400,

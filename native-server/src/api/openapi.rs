@@ -6,7 +6,14 @@ use super::auth::Access;
 use super::routes::ROUTES;
 
 fn schemas() -> Value {
-    let vectors = json!({"type": "array", "items": {"type": "array", "items": {"type": "number", "format": "float"}}});
+    let vectors = json!({
+        "type": "array",
+        "description": "One row per vector: an array of numbers, or a string holding the row's little-endian f32 values in standard base64.",
+        "items": {"oneOf": [
+            {"type": "array", "items": {"type": "number", "format": "float"}},
+            {"type": "string", "format": "byte"}
+        ]}
+    });
     json!({
         "Error": {
             "type": "object",

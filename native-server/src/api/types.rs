@@ -37,8 +37,10 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))
 }
 
-/// A JSON array of rows (`[[f32, …], …]`) parsed straight into one row-major buffer, without
-/// a vector per row.
+/// A JSON array of rows parsed straight into one row-major buffer, without a vector per row.
+/// A row is an array of numbers, or a string holding the row's little-endian `f32` values in
+/// standard base64 (OpenAI's `encoding_format: "base64"` embeddings are already in this form):
+/// the string is a third of the size of the numbers' text and decodes about 20 times faster.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Rows {
     pub data: Vec<f32>,
@@ -74,13 +76,20 @@ impl Rows {
     }
 }
 
+/// One row in the base64 form [`Rows`] accepts: its little-endian `f32` values, base64.
+pub fn base64_row(row: &[f32]) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = row.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 struct RowSeed<'a>(&'a mut Vec<f32>);
 
 impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
     type Value = usize;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_seq(self)
+        d.deserialize_any(self)
     }
 }
 
@@ -88,7 +97,26 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
     type Value = usize;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array of numbers")
+        f.write_str("an array of numbers or a base64 string of little-endian f32 values")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<usize, E> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| E::custom(format_args!("a vector's base64 string is invalid: {e}")))?;
+        if bytes.len() % 4 != 0 {
+            return Err(E::custom(format_args!(
+                "a vector's base64 string decodes to {} bytes, not a whole number of 4-byte f32 values",
+                bytes.len()
+            )));
+        }
+        self.0.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        Ok(bytes.len() / 4)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
@@ -418,6 +446,53 @@ mod tests {
         assert_eq!(parse("[]").into_flat(5).unwrap(), Vec::<f32>::new());
         assert!(serde_json::from_str::<Rows>("[1, 2]").is_err());
         assert!(serde_json::from_str::<Rows>(r#"[["1"]]"#).is_err());
+    }
+
+    #[test]
+    fn rows_accept_base64_strings_and_mixed_forms() {
+        let parse = |s: &str| serde_json::from_str::<Rows>(s);
+        // 1.0f32 is 00 00 80 3f, little-endian.
+        assert_eq!(base64_row(&[1.0]), "AACAPw==");
+        let (a, b) = (base64_row(&[1.5, -2.0]), base64_row(&[0.25, 1e-30]));
+        let rows = parse(&format!(r#"["{a}", [3, 4], "{b}"]"#)).unwrap();
+        assert_eq!(rows.rows, 3);
+        assert_eq!(
+            rows.into_flat(2).unwrap(),
+            vec![1.5, -2.0, 3.0, 4.0, 0.25, 1e-30]
+        );
+        // The row's length is its number of f32 values.
+        let e = parse(&format!(r#"["{a}", "{}"]"#, base64_row(&[1.0])))
+            .unwrap()
+            .into_flat(2)
+            .unwrap_err();
+        assert_eq!(e.code, "dimension_mismatch");
+        // Not base64, or not whole f32 values: a clear data error.
+        for bad in [r#"["@@@"]"#, r#"["AAA="]"#, "[true]", "[1.0]"] {
+            let e = ApiError::from_json(&parse(bad).unwrap_err());
+            assert_eq!(e.code, "invalid_body", "{bad}: {}", e.message);
+        }
+        let e = ApiError::from_json(&parse(r#"["AAA="]"#).unwrap_err());
+        assert!(e.message.contains("2 bytes"), "{}", e.message);
+    }
+
+    proptest::proptest! {
+        /// Rows sent as numbers and as base64 strings arrive as the same bits.
+        #[test]
+        fn numbers_and_base64_rows_parse_alike(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(proptest::num::f32::NORMAL | proptest::num::f32::ZERO, 3),
+                0..6,
+            )
+        ) {
+            let numbers = serde_json::to_string(&rows).unwrap();
+            let strings: Vec<String> = rows.iter().map(|r| base64_row(r)).collect();
+            let strings = serde_json::to_string(&strings).unwrap();
+            let flat: Vec<u32> = rows.iter().flatten().map(|x| x.to_bits()).collect();
+            for text in [numbers, strings] {
+                let parsed = serde_json::from_str::<Rows>(&text).unwrap().into_flat(3).unwrap();
+                proptest::prop_assert_eq!(parsed.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), flat.clone());
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use clap::Args;
 use proxima_core::{ConsistencyLevel, IndexSpec, Metric, SearchParams};
 
 use super::bench::{build_profile, command_line, machine, process_cpu_secs};
-use crate::api::types::encode_binary;
+use crate::api::types::{base64_row, encode_binary};
 use crate::api::{self, ApiConfig, AppState};
 use crate::dataset::{default_dir, Dataset, DEBIAN_PACKAGES};
 use crate::engine::{CollectionSchema, Engine, EngineConfig, FsyncPolicy};
@@ -253,20 +253,64 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             }))?;
         let server = runtime.spawn(server);
         let url = format!("http://{addr}/v1/collections/{name}/search");
-        let bodies: Vec<String> = batches
-            .iter()
-            .map(|b| {
-                let rows: Vec<&[f32]> = b.chunks_exact(dim).collect();
-                serde_json::json!({"vectors": rows, "k": args.k, "params": {"nprobe": args.nprobe}, "consistency": "eventually"}).to_string()
-            })
-            .collect();
+        // The three request forms, each with its bodies encoded before the clock starts.
+        let json_body = |vectors: serde_json::Value| {
+            serde_json::json!({"vectors": vectors, "k": args.k, "params": {"nprobe": args.nprobe}, "consistency": "eventually"})
+                .to_string()
+                .into_bytes()
+        };
+        let binary_url = format!(
+            "{url}?k={}&nprobe={}&consistency=eventually",
+            args.k, args.nprobe
+        );
+        let forms: Vec<(&str, &str, &str, Vec<Vec<u8>>)> = vec![
+            (
+                "HTTP, JSON:",
+                &url,
+                "application/json",
+                batches
+                    .iter()
+                    .map(|b| json_body(serde_json::json!(b.chunks_exact(dim).collect::<Vec<_>>())))
+                    .collect(),
+            ),
+            (
+                "HTTP, JSON b64:",
+                &url,
+                "application/json",
+                batches
+                    .iter()
+                    .map(|b| {
+                        json_body(serde_json::json!(b
+                            .chunks_exact(dim)
+                            .map(base64_row)
+                            .collect::<Vec<_>>()))
+                    })
+                    .collect(),
+            ),
+            (
+                "HTTP, binary:",
+                &binary_url,
+                "application/octet-stream",
+                batches
+                    .iter()
+                    .map(|b| encode_binary(dim, b, None))
+                    .collect(),
+            ),
+        ];
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(120))
             .build();
+        let post = |form: usize, r: usize| -> anyhow::Result<serde_json::Value> {
+            let (_, url, content_type, bodies) = &forms[form];
+            Ok(agent
+                .post(url)
+                .set("Content-Type", content_type)
+                .send_bytes(&bodies[r % bodies.len()])?
+                .into_json()?)
+        };
         // Every answer is read whole and must hold one result list per query.
-        let check = |answer: String| -> anyhow::Result<()> {
-            let v: serde_json::Value = serde_json::from_str(&answer)?;
-            let n = v["results"].as_array().map_or(0, Vec::len);
+        let check = |form: usize, r: usize| -> anyhow::Result<()> {
+            let n = post(form, r)?["results"].as_array().map_or(0, Vec::len);
             anyhow::ensure!(
                 n == args.batch,
                 "{n} result lists for {} queries",
@@ -274,52 +318,38 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             );
             Ok(())
         };
-        let post = |r: usize| -> anyhow::Result<()> {
-            check(
-                agent
-                    .post(&url)
-                    .set("Content-Type", "application/json")
-                    .send_string(&bodies[r % bodies.len()])?
-                    .into_string()?,
-            )
-        };
-        let binary_url = format!(
-            "{url}?k={}&nprobe={}&consistency=eventually",
-            args.k, args.nprobe
-        );
-        let binary_bodies: Vec<Vec<u8>> = batches
-            .iter()
-            .map(|b| encode_binary(dim, b, None))
-            .collect();
-        let post_binary = |r: usize| -> anyhow::Result<()> {
-            check(
-                agent
-                    .post(&binary_url)
-                    .set("Content-Type", "application/octet-stream")
-                    .send_bytes(&binary_bodies[r % binary_bodies.len()])?
-                    .into_string()?,
-            )
-        };
-        // Same answers every way (first batch).
+        // Same answers every way (every query of the first batch).
         let direct = collection.search(&batches[0], &params, ConsistencyLevel::Eventually, None)?;
-        let v: serde_json::Value = agent.post(&url).send_string(&bodies[0])?.into_json()?;
-        let first: Vec<u64> = v["results"][0]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| h["id"].as_u64())
+        let direct: Vec<Vec<u64>> = direct
+            .hits
+            .iter()
+            .map(|hits| hits.iter().map(|h| h.id).collect())
             .collect();
-        anyhow::ensure!(
-            first == direct.hits[0].iter().map(|h| h.id).collect::<Vec<_>>(),
-            "HTTP and in-process answers differ"
-        );
-        // Alternate the two measurements and keep the best of each: other work on the
-        // machine slows one run, not the comparison.
-        let (mut inproc, mut http, mut binary) = (Timing::NONE, Timing::NONE, Timing::NONE);
+        for (form, (name, ..)) in forms.iter().enumerate() {
+            let answer = post(form, 0)?;
+            let ids: Vec<Vec<u64>> = answer["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|hits| {
+                    hits.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|h| h["id"].as_u64())
+                        .collect()
+                })
+                .collect();
+            anyhow::ensure!(ids == direct, "{name} and in-process answers differ");
+        }
+        // Alternate the measurements and keep the best of each: other work on the machine
+        // slows one run, not the comparison.
+        let mut inproc = Timing::NONE;
+        let mut over_http = vec![Timing::NONE; forms.len()];
         for _ in 0..args.repeat.max(1) {
             inproc = inproc.best(timed(clients, args.requests, |r| search(r).map(drop))?);
-            http = http.best(timed(clients, args.requests, post)?);
-            binary = binary.best(timed(clients, args.requests, post_binary)?);
+            for (form, best) in over_http.iter_mut().enumerate() {
+                *best = best.best(timed(clients, args.requests, |r| check(form, r))?);
+            }
         }
         let _ = stop_tx.send(());
         let _ = runtime.block_on(server);
@@ -335,30 +365,27 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             )
         };
         println!("proxima bench http");
-        println!("  command:       {}", command_line());
-        println!("  build:         {}", build_profile());
-        println!("  machine:       {}", machine());
-        println!("  data:          {}", data.what);
+        println!("  command:         {}", command_line());
+        println!("  build:           {}", build_profile());
+        println!("  machine:         {}", machine());
+        println!("  data:            {}", data.what);
         println!(
-            "  collection:    {} {}, 1 shard, sealed and indexed in {load_s:.1} s",
+            "  collection:      {} {}, 1 shard, sealed and indexed in {load_s:.1} s",
             serde_json::to_string(&index)?,
             data.metric
         );
         println!(
-            "  workload:      {} requests of {} queries, k {}, nprobe {} (IVF only), {} concurrent clients, consistency eventually; best of {} alternating runs",
+            "  workload:        {} requests of {} queries, k {}, nprobe {} (IVF only), {} concurrent clients, consistency eventually; best of {} alternating runs",
             args.requests, args.batch, args.k, args.nprobe, clients, args.repeat.max(1)
         );
-        println!("  in-process:    {}", line(inproc));
-        println!(
-            "  HTTP, JSON:    {}  ratio {:.2}",
-            line(http),
-            qps(http) / qps(inproc)
-        );
-        println!(
-            "  HTTP, binary:  {}  ratio {:.2}",
-            line(binary),
-            qps(binary) / qps(inproc)
-        );
+        println!("  in-process:      {}", line(inproc));
+        for ((name, ..), t) in forms.iter().zip(&over_http) {
+            println!(
+                "  {name:<16} {}  ratio {:.2}",
+                line(*t),
+                qps(*t) / qps(inproc)
+            );
+        }
         println!("  (ratio = HTTP / in-process queries/s; CPU = the whole process: engine, server and clients, which share the machine)");
         Ok(())
     })();
