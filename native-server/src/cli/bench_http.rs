@@ -375,7 +375,7 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             data.metric
         );
         println!(
-            "  workload:        {} requests of {} queries, k {}, nprobe {} (IVF only), {} concurrent clients, consistency eventually; best of {} alternating runs",
+            "  workload:        {} requests of {} queries, k {}, nprobe {} (IVF only), {} concurrent client(s), consistency eventually; best of {} alternating runs",
             args.requests, args.batch, args.k, args.nprobe, clients, args.repeat.max(1)
         );
         println!("  in-process:      {}", line(inproc));

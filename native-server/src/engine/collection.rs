@@ -545,13 +545,18 @@ impl Collection {
         // Chunks of the batch run in parallel on the search pool; each chunk fans out to
         // the shards.
         let chunk = self.searcher.chunk_queries(nq);
-        let hits = self.searcher.run(|| {
-            queries
-                .par_chunks(chunk * dim)
-                .map(|q| self.search_shards(q, dim, metric, params))
-                .collect::<EngineResult<Vec<_>>>()
-        })?;
-        let hits = hits.into_iter().flatten().collect();
+        let hits = if nq <= chunk && self.shards.len() == 1 {
+            self.searcher
+                .run_here(|| self.search_shards(&queries, dim, metric, params))?
+        } else {
+            let chunks = self.searcher.run(|| {
+                queries
+                    .par_chunks(chunk * dim)
+                    .map(|q| self.search_shards(q, dim, metric, params))
+                    .collect::<EngineResult<Vec<_>>>()
+            })?;
+            chunks.into_iter().flatten().collect()
+        };
         Ok(SearchResult { hits, seq })
     }
 

@@ -48,8 +48,14 @@ extern "C" {
 /// count per thread for threads it did not create, so other threads (index builds) keep
 /// their parallelism.
 pub fn single_threaded_faiss() {
+    set_faiss_threads(1);
+}
+
+/// Sets the threads FAISS calls made from the calling thread may use (at least 1).
+pub fn set_faiss_threads(threads: usize) {
+    let threads = threads.clamp(1, std::os::raw::c_int::MAX as usize) as std::os::raw::c_int;
     // SAFETY: sets an integer setting of the calling thread; no pointers are involved.
-    unsafe { omp_set_num_threads(1) }
+    unsafe { omp_set_num_threads(threads) }
 }
 
 /// Makes OpenBLAS, when it is the BLAS FAISS links, single-threaded for the whole process:
