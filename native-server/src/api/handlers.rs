@@ -11,6 +11,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::errors::ApiError;
+use super::json_rows::parse_with_rows;
 use super::routes::Call;
 use super::types::{
     decode_binary, json, parse, CreateCollection, DeleteRequest, EmbedRequest, EmbedResponse,
@@ -182,7 +183,7 @@ pub fn insert(s: &AppState, c: &Call) -> Answer {
         }
         (batch.vectors, batch.ids)
     } else {
-        let req: InsertRequest = parse(&c.body)?;
+        let req: InsertRequest = parse_with_rows(&c.body)?;
         (req.vectors.into_flat(dim)?, req.ids)
     };
     let ack = col.insert(&vectors, ids.as_deref())?;
@@ -212,7 +213,7 @@ pub fn search(s: &AppState, c: &Call) -> Answer {
     let req: SearchRequest = if is_binary(c) {
         SearchRequest::from_binary(&c.body, &c.query)?
     } else {
-        parse(&c.body)?
+        parse_with_rows(&c.body)?
     };
     let started = Instant::now();
     let (params, nq) = (req.search_params(), req.vectors.rows);

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod errors;
 mod handlers;
+pub mod json_rows;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -62,6 +62,26 @@ impl Rows {
         }
     }
 
+    /// Rows from a row-major buffer and the length of each row, in order.
+    pub(crate) fn from_row_lengths(data: Vec<f32>, lengths: &[usize]) -> Self {
+        let mut rows = Rows {
+            data,
+            ..Rows::default()
+        };
+        lengths.iter().for_each(|&len| rows.push_length(len));
+        rows
+    }
+
+    /// Counts one more row of `len` values (already in `data`).
+    fn push_length(&mut self, len: usize) {
+        match self.width {
+            None => self.width = Some(len),
+            Some(w) if w != len && self.ragged.is_none() => self.ragged = Some((self.rows, len)),
+            _ => {}
+        }
+        self.rows += 1;
+    }
+
     /// The row-major buffer, once every row is checked against `dim`.
     pub fn into_flat(self, dim: usize) -> Result<Vec<f32>, ApiError> {
         let bad = match (self.ragged, self.width) {
@@ -142,14 +162,7 @@ impl<'de> Deserialize<'de> for Rows {
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
                 let mut rows = Rows::default();
                 while let Some(len) = seq.next_element_seed(RowSeed(&mut rows.data))? {
-                    match rows.width {
-                        None => rows.width = Some(len),
-                        Some(w) if w != len && rows.ragged.is_none() => {
-                            rows.ragged = Some((rows.rows, len))
-                        }
-                        _ => {}
-                    }
-                    rows.rows += 1;
+                    rows.push_length(len);
                 }
                 Ok(rows)
             }
@@ -220,6 +233,18 @@ pub struct SearchRequest {
     #[serde(default)]
     pub consistency: ConsistencyLevel,
     pub session_seq: Option<Seq>,
+}
+
+impl super::json_rows::WithRows for InsertRequest {
+    fn set_rows(&mut self, rows: Rows) {
+        self.vectors = rows;
+    }
+}
+
+impl super::json_rows::WithRows for SearchRequest {
+    fn set_rows(&mut self, rows: Rows) {
+        self.vectors = rows;
+    }
 }
 
 impl SearchRequest {
