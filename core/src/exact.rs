@@ -118,6 +118,8 @@ pub fn exact_search(
     let search_block = |block: &[f32]| -> Vec<Vec<Hit>> {
         let nq = block.len() / dim;
         let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k, metric)).collect();
+        let mut scores = vec![0.0f32; nq];
+        let score_rows = metric.row_scorer();
         for (b, base_block) in base.chunks(BASE_BLOCK * dim).enumerate() {
             let first_row = b * BASE_BLOCK;
             for (j, row) in base_block.chunks_exact(dim).enumerate() {
@@ -128,8 +130,9 @@ pub fn exact_search(
                         continue;
                     }
                 }
-                for (q, top) in block.chunks_exact(dim).zip(tops.iter_mut()) {
-                    top.push(id, metric.score(q, row));
+                score_rows(block, row, &mut scores);
+                for (&score, top) in scores.iter().zip(tops.iter_mut()) {
+                    top.push(id, score);
                 }
             }
         }
