@@ -9,7 +9,7 @@
 //!
 //! It is only a fast path: it takes the common shape (a top-level `"vectors"` key whose value
 //! is an array of arrays of plain JSON numbers of at most 19 significant digits and decimal
-//! exponents within ±22) and hands every other body — any doubt, any error — to `serde_json`
+//! exponents within ±44) and hands every other body — any doubt, any error — to `serde_json`
 //! whole, so that what is accepted, what is refused and every error message stay
 //! `serde_json`'s. The rest of the body is always parsed by `serde_json`, with the vectors
 //! replaced by `[]`.
@@ -237,17 +237,21 @@ fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
         }
         exponent = exponent.saturating_add(if negative_exponent { -e } else { e });
     }
-    // Up to 19 digits fit a u64 exactly; the value is then one rounding of the mantissa and
-    // one multiplication or division by an exact power of ten, within an f64 ulp of the
-    // decimal, which `as f32` rounds like serde_json's own f64 → f32.
-    if digits > 19 || exponent.unsigned_abs() > 22 {
+    // Up to 19 digits fit a u64 exactly. The value is then the mantissa rounded to f64 and
+    // scaled by one or two exact powers of ten (10^22 is the largest exact f64 power): within
+    // two f64 ulps of the decimal, 2^-28 of an f32 ulp, so `as f32` gives the f32 that
+    // serde_json gives (it also goes through f64). Exponents to ±44 cover the f32 range down
+    // to its smallest normal numbers, and the f64 expansions (17 digits) that JSON writers
+    // produce for small f32 values (1.2345678901234567e-7).
+    if digits > 19 || exponent.unsigned_abs() > 44 {
         return None;
     }
     let m = mantissa as f64;
-    let value = if exponent >= 0 {
-        m * POW10[exponent as usize]
-    } else {
-        m / POW10[exponent.unsigned_abs() as usize]
+    let value = match exponent {
+        0..=22 => m * POW10[exponent as usize],
+        23.. => m * POW10[22] * POW10[exponent as usize - 22],
+        -22..=-1 => m / POW10[exponent.unsigned_abs() as usize],
+        _ => m / POW10[22] / POW10[exponent.unsigned_abs() as usize - 22],
     };
     Some((if negative { -value } else { value }, i))
 }
@@ -306,7 +310,8 @@ mod tests {
             r#"{"vectors": [[-]]}"#,
             r#"{"vectors": [[1e]]}"#,
             r#"{"vectors": [[1e400]]}"#,
-            r#"{"vectors": [[1e-30]]}"#,
+            r#"{"vectors": [[1e-45]]}"#,
+            r#"{"vectors": [[1e45]]}"#,
             r#"{"vectors": [[12345678901234567890]]}"#,
             r#"{"vectors": [[NaN]]}"#,
             r#"{"vectors": [["AACAPw=="]]}"#,
@@ -383,12 +388,16 @@ mod tests {
     }
 
     proptest! {
-        /// Embedding-like values in any spelling (shortest f32, its f64 expansion as
+        /// Embedding-like values (magnitudes 1e-9 to 10) in any spelling (shortest f32, its f64 expansion as
         /// serde_json and JavaScript write it, exponent form) and any whitespace take the fast
         /// path and come out as the very f32 that was written, as serde_json reads them.
         #[test]
         fn fast_path_reads_embedding_values_exactly(
-            rows in prop::collection::vec(prop::collection::vec(-10.0f32..10.0, 3), 1..5),
+            rows in prop::collection::vec(prop::collection::vec(
+                (-9.0f64..1.0, any::<bool>()).prop_map(|(e, negative)| {
+                    let x = 10f64.powf(e) as f32;
+                    if negative { -x } else { x }
+                }), 3), 1..5),
             style in 0..3usize,
             space in prop::sample::select(vec!["", " ", "\n  ", "\t"]),
         ) {
@@ -431,7 +440,7 @@ mod tests {
         }
 
         /// Over the whole f32 range, whatever the fast path takes it reads exactly; the rest
-        /// (exponents beyond ±22, more than 19 digits) goes to serde_json.
+        /// (exponents beyond ±44, more than 19 digits) goes to serde_json.
         #[test]
         fn fast_path_is_exact_wherever_it_applies(
             rows in prop::collection::vec(prop::collection::vec(
