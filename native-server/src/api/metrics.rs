@@ -24,6 +24,7 @@ pub struct Metrics {
     index_building: IntGaugeVec,
     memory: IntGaugeVec,
     wal_bytes: IntGaugeVec,
+    apply_lag: IntGaugeVec,
     resident: Gauge,
 }
 
@@ -139,6 +140,11 @@ impl Metrics {
                 "Bytes of write-ahead log on disk.",
                 &["collection"],
             ),
+            apply_lag: gauge(
+                "proxima_apply_lag_operations",
+                "Acknowledged write operations not yet applied to the shards (searches at strong consistency wait for them).",
+                &["collection"],
+            ),
             resident: register(
                 &r,
                 Gauge::new(
@@ -179,8 +185,9 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
-    /// The text exposition, with the gauges refreshed from `engine` (blocking: `describe`
-    /// waits for acknowledged writes to be applied).
+    /// The text exposition, with the gauges refreshed from `engine`. It never waits for the
+    /// applier: vector counts are those of the writes applied so far, and
+    /// `proxima_apply_lag_operations` says how many acknowledged operations are still to apply.
     pub fn render(&self, engine: Option<&Engine>) -> Result<String, prometheus::Error> {
         self.ready.set(i64::from(engine.is_some()));
         self.vectors.reset();
@@ -188,6 +195,7 @@ impl Metrics {
         self.index_building.reset();
         self.memory.reset();
         self.wal_bytes.reset();
+        self.apply_lag.reset();
         if let Some(engine) = engine {
             let names = engine.list();
             self.collections.set(names.len() as i64);
@@ -195,7 +203,7 @@ impl Metrics {
                 let Ok(c) = engine.collection(&name) else {
                     continue;
                 };
-                let info = c.describe();
+                let info = c.snapshot();
                 let l = [name.as_str()];
                 self.vectors.with_label_values(&l).set(info.count as i64);
                 self.index_progress
@@ -214,6 +222,9 @@ impl Metrics {
                 self.wal_bytes
                     .with_label_values(&l)
                     .set(info.wal_bytes as i64);
+                self.apply_lag
+                    .with_label_values(&l)
+                    .set(info.committed_seq.saturating_sub(info.applied_seq) as i64);
             }
         }
         if let Some(bytes) = resident_bytes() {

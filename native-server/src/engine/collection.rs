@@ -895,8 +895,20 @@ impl Collection {
         }
     }
 
-    /// Everything about the collection.
+    /// Everything about the collection, its count exact (after waiting for the applier to
+    /// apply every acknowledged write).
     pub fn describe(&self) -> CollectionInfo {
+        self.describe_with_count(self.count())
+    }
+
+    /// [`describe`](Self::describe) without waiting: the count is that of the writes applied so
+    /// far (`committed_seq - applied_seq` says how many operations are still to apply). For
+    /// monitoring, which must answer even while the applier is busy or paused.
+    pub fn snapshot(&self) -> CollectionInfo {
+        self.describe_with_count(self.applied_count())
+    }
+
+    fn describe_with_count(&self, count: u64) -> CollectionInfo {
         let schema = self.schema();
         let mut segments = Vec::new();
         let mut actual = 0;
@@ -906,7 +918,6 @@ impl Collection {
             actual += shard.memory_bytes();
         }
         let mapped = segments.iter().map(|s| s.mapped_bytes).sum();
-        let count = self.count();
         let checkpoint_seq = self.meta.lock().checkpoint_seq;
         let index = self.index_status();
         let estimated = sizing::plan(count.max(1), schema.dim, schema.index)

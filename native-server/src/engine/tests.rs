@@ -395,6 +395,15 @@ fn consistency_levels_see_what_they_promise() {
         .unwrap();
     assert_eq!(ev.hits[0].len(), 1);
     assert_eq!(ev.seq, first.seq);
+    // Monitoring answers at once from the applied state, and shows the lag.
+    let started = std::time::Instant::now();
+    let snap = c.snapshot();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(snap.count, 1);
+    assert_eq!(
+        (snap.applied_seq, snap.committed_seq),
+        (first.seq, second.seq)
+    );
     // Session with the first write's sequence is satisfied too.
     let se = c
         .search(&q, &params, ConsistencyLevel::Session, Some(first.seq))
