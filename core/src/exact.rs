@@ -102,7 +102,8 @@ pub fn merge_hits(lists: impl IntoIterator<Item = Vec<Hit>>, k: usize, metric: M
 ///
 /// Row `i` of `base` has id `ids[i]` (or `i` when `ids` is `None`). With `filter`, a row is
 /// a candidate only when the filter's bit for its id is set. Vectors must already be prepared
-/// for `metric` (normalised for cosine).
+/// for `metric` (normalised for cosine). With the `parallel` feature, blocks of queries run on
+/// the current rayon pool; [`exact_search_serial`] never starts parallel work.
 pub fn exact_search(
     base: &[f32],
     ids: Option<&[VectorId]>,
@@ -115,37 +116,13 @@ pub fn exact_search(
     if dim == 0 || queries.is_empty() {
         return Vec::new();
     }
-    let search_block = |block: &[f32]| -> Vec<Vec<Hit>> {
-        let nq = block.len() / dim;
-        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k, metric)).collect();
-        let mut scores = vec![0.0f32; nq];
-        let score_rows = metric.row_scorer();
-        for (b, base_block) in base.chunks(BASE_BLOCK * dim).enumerate() {
-            let first_row = b * BASE_BLOCK;
-            for (j, row) in base_block.chunks_exact(dim).enumerate() {
-                let r = first_row + j;
-                let id = ids.map_or(r as VectorId, |ids| ids[r]);
-                if let Some(f) = filter {
-                    if !f.get(id as usize) {
-                        continue;
-                    }
-                }
-                score_rows(block, row, &mut scores);
-                for (&score, top) in scores.iter().zip(tops.iter_mut()) {
-                    top.push(id, score);
-                }
-            }
-        }
-        tops.into_iter().map(TopK::into_sorted).collect()
-    };
-    let blocks = queries.chunks(QUERY_BLOCK * dim);
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        let blocks: Vec<&[f32]> = blocks.collect();
+        let blocks: Vec<&[f32]> = queries.chunks(QUERY_BLOCK * dim).collect();
         blocks
             .into_par_iter()
-            .map(search_block)
+            .map(|block| search_block(base, ids, block, dim, metric, k, filter))
             .collect::<Vec<_>>()
             .into_iter()
             .flatten()
@@ -153,8 +130,62 @@ pub fn exact_search(
     }
     #[cfg(not(feature = "parallel"))]
     {
-        blocks.flat_map(search_block).collect()
+        exact_search_serial(base, ids, queries, dim, metric, k, filter)
     }
+}
+
+/// [`exact_search`] on the calling thread only: for callers that hold locks (parallel work
+/// started under a lock can run, on the same thread, another task that waits for that lock)
+/// or that parallelise across queries themselves.
+pub fn exact_search_serial(
+    base: &[f32],
+    ids: Option<&[VectorId]>,
+    queries: &[f32],
+    dim: usize,
+    metric: Metric,
+    k: usize,
+    filter: Option<&Bitmap>,
+) -> Vec<Vec<Hit>> {
+    if dim == 0 || queries.is_empty() {
+        return Vec::new();
+    }
+    queries
+        .chunks(QUERY_BLOCK * dim)
+        .flat_map(|block| search_block(base, ids, block, dim, metric, k, filter))
+        .collect()
+}
+
+/// One block of queries against every row, a block of rows at a time.
+fn search_block(
+    base: &[f32],
+    ids: Option<&[VectorId]>,
+    block: &[f32],
+    dim: usize,
+    metric: Metric,
+    k: usize,
+    filter: Option<&Bitmap>,
+) -> Vec<Vec<Hit>> {
+    let nq = block.len() / dim;
+    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k, metric)).collect();
+    let mut scores = vec![0.0f32; nq];
+    let score_rows = metric.row_scorer();
+    for (b, base_block) in base.chunks(BASE_BLOCK * dim).enumerate() {
+        let first_row = b * BASE_BLOCK;
+        for (j, row) in base_block.chunks_exact(dim).enumerate() {
+            let r = first_row + j;
+            let id = ids.map_or(r as VectorId, |ids| ids[r]);
+            if let Some(f) = filter {
+                if !f.get(id as usize) {
+                    continue;
+                }
+            }
+            score_rows(block, row, &mut scores);
+            for (&score, top) in scores.iter().zip(tops.iter_mut()) {
+                top.push(id, score);
+            }
+        }
+    }
+    tops.into_iter().map(TopK::into_sorted).collect()
 }
 
 /// Recall@k: the mean fraction of each query's true top-`k` ids found in its returned top-`k`.
@@ -422,6 +453,7 @@ mod tests {
             let got = exact_search(&base, None, &queries, 7, metric, k, None);
             let want = naive(&base, &queries, 7, metric, k);
             prop_assert_eq!(got.len(), 20);
+            prop_assert_eq!(&exact_search_serial(&base, None, &queries, 7, metric, k, None), &got);
             for (g, w) in got.iter().zip(&want) {
                 prop_assert_eq!(g.len(), k.min(n));
                 let gi: Vec<u64> = g.iter().map(|h| h.id).collect();

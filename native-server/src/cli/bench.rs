@@ -76,7 +76,6 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-/// The machine, in words: logical CPUs and the CPU model from /proc/cpuinfo.
 /// CPU seconds (user and system) this process has used so far, all threads together.
 pub fn process_cpu_secs() -> f64 {
     // SAFETY: getrusage fills the zeroed struct it is given.
@@ -89,6 +88,7 @@ pub fn process_cpu_secs() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// The machine, in words: logical CPUs and the CPU model from /proc/cpuinfo.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")

@@ -131,7 +131,6 @@ fn load(args: &BenchHttpArgs) -> anyhow::Result<Data> {
 /// holding the body in memory hands it to the kernel in one call.
 struct Connection {
     reader: BufReader<TcpStream>,
-    host: String,
 }
 
 impl Connection {
@@ -141,20 +140,23 @@ impl Connection {
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         Ok(Self {
             reader: BufReader::new(stream),
-            host: addr.to_string(),
         })
     }
 
-    /// Sends a POST and returns the body of its 200 answer.
-    fn post(&mut self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            self.host,
+    /// A whole POST request (head and body), built before the clock starts.
+    fn request(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
-        );
-        let mut stream = self.reader.get_ref();
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)?;
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        request
+    }
+
+    /// Sends a request from [`Connection::request`] and returns the body of its 200 answer.
+    fn send(&mut self, request: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.reader.get_ref().write_all(request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         let status: u16 = line
@@ -363,17 +365,25 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
                     .collect(),
             ),
         ];
+        // Whole requests, head and body, ready to write.
+        let requests: Vec<Vec<Vec<u8>>> = forms
+            .iter()
+            .map(|(_, path, content_type, bodies)| {
+                bodies
+                    .iter()
+                    .map(|body| Connection::request(addr, path, content_type, body))
+                    .collect()
+            })
+            .collect();
         // One connection per client; request `r` is sent by client `r % clients`.
         let connections = (0..clients)
             .map(|_| Connection::open(addr).map(Mutex::new))
             .collect::<std::io::Result<Vec<_>>>()?;
         let post = |form: usize, r: usize| -> anyhow::Result<serde_json::Value> {
-            let (_, path, content_type, bodies) = &forms[form];
-            let answer = connections[r % clients].lock().post(
-                path,
-                content_type,
-                &bodies[r % bodies.len()],
-            )?;
+            let requests = &requests[form];
+            let answer = connections[r % clients]
+                .lock()
+                .send(&requests[r % requests.len()])?;
             Ok(serde_json::from_slice(&answer)?)
         };
         // Every answer is read whole and must hold one result list per query.

@@ -545,7 +545,7 @@ impl Collection {
         // Chunks of the batch run in parallel on the search pool; each chunk fans out to
         // the shards.
         let chunk = self.searcher.chunk_queries(nq);
-        let hits = if nq <= chunk && self.shards.len() == 1 {
+        let hits = if self.searcher.runs_here(nq, self.shards.len()) {
             self.searcher
                 .run_here(|| self.search_shards(&queries, dim, metric, params))?
         } else {

@@ -1,13 +1,23 @@
 //! The threads that run searches.
 //!
-//! Every search runs on one pool of `search_threads` threads (one per CPU by default): a batch
-//! is cut into chunks of queries that the pool's threads take in parallel, and concurrent
-//! searches share the same threads instead of each bringing its own. FAISS's own OpenMP
-//! parallelism is switched off on these threads, so concurrent requests never run more busy
-//! threads than there are CPUs (OpenMP teams per request oversubscribe the CPUs and spin:
-//! 2 concurrent batch searches ran 28% slower that way on 2 CPUs). For the same reason the
-//! pool makes OpenBLAS single-threaded, process-wide. Index builds keep OpenMP on their own
-//! threads.
+//! Searches run on one pool of `search_threads` threads (one per CPU by default): a batch is
+//! cut into chunks of queries that the pool's threads take in parallel, and concurrent
+//! batches share the same threads instead of each bringing its own. FAISS's own OpenMP
+//! parallelism is switched off on these threads, and OpenBLAS is made single-threaded for the
+//! whole process, so concurrent batches never run more busy threads than there are CPUs
+//! (OpenMP teams and BLAS threads per call oversubscribe the CPUs and spin: 2 concurrent batch
+//! searches ran 28% slower that way on 2 CPUs). A search of at most [`MIN_CHUNK_QUERIES`]
+//! queries on a single shard runs on the caller's thread instead, also single-threaded:
+//! handing it over would cost more than it saves, and the callers (the HTTP layer's blocking
+//! threads) then bound how many run at once.
+//!
+//! Code running on the pool under a lock must not start more parallel work: while it waits for
+//! that work the thread may run another queued search that waits for the same lock behind a
+//! writer. Segments are therefore searched serially; the pool parallelises across chunks.
+//!
+//! Index builds keep OpenMP on their own threads; BLAS stays single-threaded for them too
+//! (OpenBLAS has one process-wide setting), which slows IVF training on machines with many
+//! CPUs.
 
 use std::sync::Arc;
 
@@ -27,7 +37,12 @@ pub struct SearchPool {
 impl SearchPool {
     /// Starts `threads` search threads (at least one).
     pub fn new(threads: usize) -> EngineResult<Arc<Self>> {
-        single_threaded_blas();
+        static BLAS: std::sync::Once = std::sync::Once::new();
+        BLAS.call_once(|| {
+            if !single_threaded_blas() {
+                tracing::info!("the BLAS library is not OpenBLAS: its threading is left as it is");
+            }
+        });
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("search-{i}"))
@@ -55,11 +70,21 @@ impl SearchPool {
     /// cost more than it saves (about 20 µs a search on a 2-CPU virtual machine, a fifth of a
     /// single IVF query).
     pub fn run_here<R>(&self, f: impl FnOnce() -> R) -> R {
-        let threads = faiss_threads();
+        /// Restores the caller's FAISS thread count, also when `f` panics.
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                set_faiss_threads(self.0);
+            }
+        }
+        let _restore = Restore(faiss_threads());
         single_threaded_faiss();
-        let result = f();
-        set_faiss_threads(threads);
-        result
+        f()
+    }
+
+    /// Whether a search of `nq` queries over `shards` shards runs on the caller's thread.
+    pub fn runs_here(&self, nq: usize, shards: usize) -> bool {
+        nq <= MIN_CHUNK_QUERIES && shards == 1
     }
 
     /// Queries per chunk for a batch of `nq`: enough chunks to keep every thread busy, none
@@ -80,6 +105,13 @@ mod tests {
         assert_eq!(pool.chunk_queries(100), 25);
         assert_eq!(pool.chunk_queries(1), MIN_CHUNK_QUERIES);
         assert_eq!(pool.chunk_queries(10), MIN_CHUNK_QUERIES);
+        assert!(pool.runs_here(MIN_CHUNK_QUERIES, 1));
+        assert!(!pool.runs_here(MIN_CHUNK_QUERIES + 1, 1));
+        assert!(!pool.runs_here(1, 2));
+        // One thread: a large batch still goes through the pool (one chunk).
+        let one = SearchPool::new(1).unwrap();
+        assert_eq!(one.chunk_queries(100), 100);
+        assert!(!one.runs_here(100, 1));
         assert_eq!(pool.run(rayon::current_num_threads), 4);
         let before = faiss_threads();
         assert_eq!(pool.run_here(faiss_threads), 1);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 use parking_lot::RwLock;
-use proxima_core::exact::exact_search;
+use proxima_core::exact::exact_search_serial;
 use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
 use serde::Serialize;
 
@@ -57,12 +57,14 @@ impl GrowingSegment {
         self.ids.len()
     }
 
-    /// Exact search over the live rows; hits carry user ids.
+    /// Exact search over the live rows; hits carry user ids. Serial: it runs under the shard's
+    /// read lock on a search-pool thread, which must not start parallel work there (see
+    /// `exact_search_serial`); the pool parallelises across chunks of queries instead.
     pub fn search(&self, queries: &[f32], dim: usize, metric: Metric, k: usize) -> Vec<Vec<Hit>> {
         if self.live_count == 0 {
             return vec![Vec::new(); queries.len() / dim];
         }
-        let mut hits = exact_search(
+        let mut hits = exact_search_serial(
             &self.vectors,
             None,
             queries,
@@ -318,7 +320,8 @@ impl SealedSegment {
         self.slot.read().ready.clone()
     }
 
-    /// Searches the live rows: through the index when one is ready, exactly otherwise.
+    /// Searches the live rows: through the index when one is ready, exactly (serially, as
+    /// [`GrowingSegment::search`]) otherwise.
     pub fn search(
         &self,
         queries: &[f32],
@@ -332,7 +335,7 @@ impl SealedSegment {
         let serving = self.slot.read().ready.as_ref().map(|r| r.index.clone());
         let mut hits = match serving {
             Some(index) => index.search(queries, params, filter)?,
-            None => exact_search(
+            None => exact_search_serial(
                 self.vectors(),
                 None,
                 queries,

@@ -38,8 +38,9 @@ pub const DEFAULT_NPROBE: usize = 16;
 /// Default HNSW `efSearch` when a query names none.
 pub const DEFAULT_EF: usize = 64;
 
+// OpenMP (libgomp), which `faiss-sys` links for FAISS's parallel loops.
+#[link(name = "gomp")]
 extern "C" {
-    // OpenMP (libgomp), which `faiss-sys` links for FAISS's parallel loops.
     fn omp_set_num_threads(num_threads: std::os::raw::c_int);
     fn omp_get_max_threads() -> std::os::raw::c_int;
 }
