@@ -267,6 +267,8 @@ fn background_index_build_hot_swaps_and_survives_restart() {
                 .unwrap();
             assert_eq!(res.hits[0][0].id, 0);
         }
+        // The applier seals at 3,000 rows on its own time; a flush returns once it has.
+        c.flush().unwrap();
         assert!(c.wait_index_ready(Duration::from_secs(60)));
         let info = c.describe();
         let sealed: Vec<_> = info
