@@ -624,7 +624,10 @@ fn every_endpoint_and_every_kind_of_bad_input() {
         r#"proxima_index_build_progress{collection="c"} 1"#,
         r#"proxima_memory_bytes{collection="c",kind="estimated"}"#,
         r#"proxima_wal_bytes{collection="c"}"#,
-        "proxima_gpu_fallbacks_total 0",
+        r#"proxima_gpu_fallbacks_total{reason="out_of_memory"} 0"#,
+        "proxima_gpu_searches_total 0",
+        "proxima_gpu_memory_bytes 0",
+        r#"proxima_memory_bytes{collection="c",kind="gpu"} 0"#,
         "proxima_ready 1",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");

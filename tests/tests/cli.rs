@@ -8,6 +8,30 @@ fn version_names_faiss() {
     assert_eq!(code, 0);
     assert!(out.starts_with("proxima 0."), "{out}");
     assert!(out.contains("FAISS 1.12"), "{out}");
+    assert!(out.contains("GPU: "), "{out}");
+}
+
+#[test]
+fn a_gpu_the_build_or_machine_lacks_fails_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (code, _, err) = run_cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-embed",
+        "--data-dir",
+        data,
+        "--gpu-device",
+        "99",
+    ]);
+    assert_ne!(code, 0);
+    // A CPU build says it has no GPU support; a GPU build that device 99 does not exist.
+    assert!(
+        err.contains("no GPU support") || err.contains("CUDA device 99 does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Prometheus metrics: request counts and latencies per route template and collection,
 //! query/insert/delete counters (rates give QPS), and gauges read from the engine at scrape
-//! time (vectors, index build progress, memory, WAL size).
+//! time (vectors, index build progress, memory, WAL size), and the GPU counters.
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use crate::engine::Engine;
+use crate::index::gpu::{self, Fallback};
 
 /// Every metric the server exports, in its own registry.
 pub struct Metrics {
@@ -26,6 +27,10 @@ pub struct Metrics {
     wal_bytes: IntGaugeVec,
     apply_lag: IntGaugeVec,
     resident: Gauge,
+    gpu_searches: IntCounter,
+    gpu_fallbacks: IntCounterVec,
+    gpu_segments: IntGauge,
+    gpu_bytes: IntGauge,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -57,15 +62,6 @@ impl Metrics {
                 IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
             )
         };
-        // No GPU search path exists in this build: the counter is exported, and stays 0.
-        register(
-            &r,
-            IntCounter::new(
-                "proxima_gpu_fallbacks_total",
-                "Searches that fell back from the GPU to the CPU (this build has no GPU path).",
-            )
-            .expect("valid metric"),
-        );
         Self {
             requests: counter(
                 "proxima_http_requests_total",
@@ -132,7 +128,7 @@ impl Metrics {
             ),
             memory: gauge(
                 "proxima_memory_bytes",
-                "Collection memory: actual (heap), mapped (mmap) and the planner's estimate.",
+                "Collection memory: actual (heap), mapped (mmap), gpu (device) and the planner's estimate.",
                 &["collection", "kind"],
             ),
             wal_bytes: gauge(
@@ -153,8 +149,52 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            gpu_searches: register(
+                &r,
+                IntCounter::new(
+                    "proxima_gpu_searches_total",
+                    "Segment searches answered by the GPU.",
+                )
+                .expect("valid metric"),
+            ),
+            gpu_fallbacks: counter(
+                "proxima_gpu_fallbacks_total",
+                "Segment searches and uploads that fell back from the GPU to the CPU, by reason: out_of_memory, limits (k plus deleted rows, or nprobe, above 2048) or error.",
+                &["reason"],
+            ),
+            gpu_segments: register(
+                &r,
+                IntGauge::new(
+                    "proxima_gpu_segments",
+                    "Sealed segments with a copy on the GPU.",
+                )
+                .expect("valid metric"),
+            ),
+            gpu_bytes: register(
+                &r,
+                IntGauge::new(
+                    "proxima_gpu_memory_bytes",
+                    "Device memory held by the segments' GPU copies.",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
+    }
+
+    /// Brings the GPU metrics up to the process's counters.
+    fn refresh_gpu(&self) {
+        let stats = &gpu::STATS;
+        let catch_up = |c: &IntCounter, total: u64| c.inc_by(total.saturating_sub(c.get()));
+        catch_up(&self.gpu_searches, stats.searches());
+        for reason in Fallback::ALL {
+            catch_up(
+                &self.gpu_fallbacks.with_label_values(&[reason.label()]),
+                stats.fallbacks(reason),
+            );
+        }
+        self.gpu_segments.set(stats.replicas() as i64);
+        self.gpu_bytes.set(stats.bytes() as i64);
     }
 
     /// Records one answered request.
@@ -216,6 +256,7 @@ impl Metrics {
                     ("actual", info.memory.actual_bytes),
                     ("mapped", info.memory.mapped_bytes),
                     ("estimated", info.memory.estimated_bytes),
+                    ("gpu", info.memory.gpu_bytes),
                 ] {
                     self.memory.with_label_values(&[&name, kind]).set(v as i64);
                 }
@@ -227,6 +268,7 @@ impl Metrics {
                     .set(info.committed_seq.saturating_sub(info.applied_seq) as i64);
             }
         }
+        self.refresh_gpu();
         if let Some(bytes) = resident_bytes() {
             self.resident.set(bytes as f64);
         }
@@ -263,7 +305,8 @@ mod tests {
             r#"proxima_http_requests_total{collection="docs",method="POST",route="/v1/collections/{name}/search",status="200"} 1"#
         ), "{text}");
         assert!(text.contains(r#"proxima_search_queries_total{collection="docs"} 100"#));
-        assert!(text.contains("proxima_gpu_fallbacks_total 0"));
+        assert!(text.contains(r#"proxima_gpu_fallbacks_total{reason="out_of_memory"} 0"#));
+        assert!(text.contains("proxima_gpu_memory_bytes 0"));
         assert!(text.contains("proxima_ready 0"));
     }
 }

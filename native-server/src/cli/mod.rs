@@ -21,11 +21,26 @@ pub use plan::PlanArgs;
 pub use search::SearchArgs;
 pub use serve::{ServeArgs, Settings};
 
-/// The long version string: crate version and the FAISS it links.
+#[cfg(feature = "gpu")]
+macro_rules! gpu_support {
+    () => {
+        "CUDA"
+    };
+}
+#[cfg(not(feature = "gpu"))]
+macro_rules! gpu_support {
+    () => {
+        "none"
+    };
+}
+
+/// The long version string: crate version, the FAISS it links and whether it has GPU support.
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (FAISS 1.12.0, static; ",
     env!("CARGO_PKG_NAME"),
+    "; GPU: ",
+    gpu_support!(),
     ")"
 );
 

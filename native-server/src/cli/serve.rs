@@ -17,6 +17,7 @@ use crate::api::{self, ApiConfig, AppState, Keys};
 use crate::embed::{default_model_dir, Embedder};
 use crate::engine::{Engine, EngineConfig, FsyncPolicy};
 use crate::index::faiss_backend;
+use crate::index::gpu::GpuSettings;
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServeArgs {
@@ -72,6 +73,16 @@ pub struct ServeArgs {
     /// Threads running searches, shared by all requests [default: one per CPU].
     #[arg(long, env = "PROXIMA_SEARCH_THREADS")]
     pub search_threads: Option<usize>,
+    /// CUDA device to copy sealed FLAT/IVF segments to (binaries built with the `gpu`
+    /// feature); without it everything runs on the CPU.
+    #[arg(long, env = "PROXIMA_GPU_DEVICE")]
+    pub gpu_device: Option<i32>,
+    /// Sealed segments with fewer rows stay on the CPU [default: 10000].
+    #[arg(long, env = "PROXIMA_GPU_MIN_ROWS")]
+    pub gpu_min_rows: Option<usize>,
+    /// Device memory, in MiB, an upload must leave free [default: 512].
+    #[arg(long, env = "PROXIMA_GPU_RESERVE_MB")]
+    pub gpu_reserve_mb: Option<u64>,
 }
 
 /// The `--config` file.
@@ -93,6 +104,9 @@ pub struct FileConfig {
     pub max_queries: Option<usize>,
     pub build_threads: Option<usize>,
     pub search_threads: Option<usize>,
+    pub gpu_device: Option<i32>,
+    pub gpu_min_rows: Option<usize>,
+    pub gpu_reserve_mb: Option<u64>,
 }
 
 impl FileConfig {
@@ -164,6 +178,26 @@ impl Settings {
         if let Some(t) = args.search_threads.or(file.search_threads) {
             anyhow::ensure!(t > 0, "search_threads must be at least 1");
             engine.search_threads = t;
+        }
+        if let Some(device) = args.gpu_device.or(file.gpu_device) {
+            anyhow::ensure!(
+                device >= 0,
+                "gpu_device must be a CUDA device ordinal (0, 1, …)"
+            );
+            let mut gpu = GpuSettings::new(device);
+            if let Some(rows) = args.gpu_min_rows.or(file.gpu_min_rows) {
+                gpu.min_rows = rows;
+            }
+            if let Some(mb) = args.gpu_reserve_mb.or(file.gpu_reserve_mb) {
+                gpu.reserve_bytes = mb << 20;
+            }
+            engine.gpu = Some(gpu);
+        } else {
+            anyhow::ensure!(
+                args.gpu_min_rows.or(file.gpu_min_rows).is_none()
+                    && args.gpu_reserve_mb.or(file.gpu_reserve_mb).is_none(),
+                "gpu_min_rows and gpu_reserve_mb need gpu_device"
+            );
         }
         let embed = !args.no_embed && file.embed.unwrap_or(true);
         let model_dir = embed.then(|| {
@@ -341,5 +375,35 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("no_such_setting"), "{e:#}");
+    }
+
+    #[test]
+    fn gpu_settings_need_a_device() {
+        assert!(Settings::resolve(ServeArgs::default())
+            .unwrap()
+            .engine
+            .gpu
+            .is_none());
+        let s = Settings::resolve(ServeArgs {
+            gpu_device: Some(1),
+            gpu_reserve_mb: Some(100),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let gpu = s.engine.gpu.unwrap();
+        assert_eq!((gpu.device, gpu.reserve_bytes), (1, 100 << 20));
+        assert_eq!(gpu.min_rows, GpuSettings::new(1).min_rows);
+        for bad in [
+            ServeArgs {
+                gpu_min_rows: Some(5),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                gpu_device: Some(-1),
+                ..ServeArgs::default()
+            },
+        ] {
+            assert!(Settings::resolve(bad).is_err());
+        }
     }
 }

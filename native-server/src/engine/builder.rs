@@ -127,11 +127,11 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     let rows = segment.rows();
     if matches!(job.spec, IndexSpec::Flat) {
         // Exact search over the mapped rows is what FLAT means; no second copy is built.
-        let mut slot = segment.slot.write();
-        slot.ready = None;
-        drop(slot);
+        segment.slot.write().serve(None);
         finish(Some("FLAT: exact search over the segment's rows".into()));
-        return collection.persist_indexes();
+        let persisted = collection.persist_indexes();
+        collection.offload(segment);
+        return persisted;
     }
     let needed = job.spec.min_training_vectors();
     if rows < needed {
@@ -139,7 +139,9 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
             "exact: {} needs {needed} training vectors, this segment has {rows}",
             job.spec
         )));
-        return collection.persist_indexes();
+        let persisted = collection.persist_indexes();
+        collection.offload(segment);
+        return persisted;
     }
     let mut index = FaissIndex::new(dim, metric, job.spec)?;
     let vectors = segment.vectors();
@@ -186,12 +188,12 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     }
     let old = {
         let mut slot = segment.slot.write();
-        let old = slot.ready.replace(ReadyIndex {
+        let old = slot.serve(Some(ReadyIndex {
             spec: job.spec,
             generation: job.generation,
             file,
             index: Arc::new(index),
-        });
+        }));
         slot.note = None;
         old
     };
@@ -200,6 +202,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     if let Some(old) = old {
         let _ = std::fs::remove_file(segment.dir.join(old.file));
     }
+    collection.offload(segment);
     tracing::info!(segment = segment.id, spec = %job.spec, rows, "index ready");
     Ok(())
 }

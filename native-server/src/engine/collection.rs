@@ -41,6 +41,7 @@ use super::segment::{sync_dir, ReadyIndex, SealedSegment, SegmentInfo};
 use super::shard::{Location, SealedEntry, ShardState};
 use super::wal::{Wal, WalOp, WalRecord};
 use crate::index::faiss_backend::FaissIndex;
+use crate::index::gpu::GpuDevice;
 
 /// Acknowledgement of an insert/upsert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +73,8 @@ pub struct MemoryInfo {
     pub actual_bytes: u64,
     pub mapped_bytes: u64,
     pub estimated_bytes: u64,
+    /// Device memory of the segments' GPU copies.
+    pub gpu_bytes: u64,
 }
 
 /// Progress of the collection's index over all sealed segments.
@@ -142,6 +145,8 @@ pub struct Collection {
     paused_cv: Condvar,
     builder: Arc<IndexBuilder>,
     searcher: Arc<SearchPool>,
+    /// The GPU sealed segments are copied to, if the engine has one.
+    gpu: Option<Arc<GpuDevice>>,
     closed: AtomicBool,
     me: Weak<Collection>,
 }
@@ -165,6 +170,7 @@ impl Collection {
         config: Arc<EngineConfig>,
         builder: Arc<IndexBuilder>,
         searcher: Arc<SearchPool>,
+        gpu: Option<Arc<GpuDevice>>,
     ) -> EngineResult<Arc<Self>> {
         let manifest = Manifest::read(dir)?;
         let schema = manifest.schema.clone();
@@ -173,6 +179,7 @@ impl Collection {
             .map(|_| ShardState::default())
             .collect();
         let mut to_build = Vec::new();
+        let mut built = Vec::new();
         for entry in &manifest.segments {
             let seg_dir = segment_dir(dir, entry.id);
             let segment = SealedSegment::open(&seg_dir, entry.id, entry.shard, dim)?;
@@ -193,12 +200,12 @@ impl Collection {
                     config.mmap_indexes,
                 ) {
                     Ok(index) if proxima_core::VectorIndex::len(&index) == segment.rows() => {
-                        segment.slot.write().ready = Some(ReadyIndex {
+                        segment.slot.write().serve(Some(ReadyIndex {
                             spec: ix.spec,
                             generation: ix.generation,
                             file: ix.file.clone(),
                             index: Arc::new(index),
-                        });
+                        }));
                         loaded = ix.generation == manifest.index_generation;
                     }
                     Ok(_) | Err(_) => {
@@ -207,7 +214,9 @@ impl Collection {
                 }
             }
             let segment = Arc::new(segment);
-            if !loaded {
+            if loaded {
+                built.push(segment.clone());
+            } else {
                 to_build.push(segment.clone());
             }
             let shard = &mut shards[entry.shard];
@@ -276,9 +285,13 @@ impl Collection {
             paused_cv: Condvar::new(),
             builder,
             searcher,
+            gpu,
             closed: AtomicBool::new(false),
             me: me.clone(),
         });
+        for segment in built {
+            collection.offload(&segment);
+        }
         collection.start_applier();
         for segment in to_build {
             collection.queue_build(segment);
@@ -688,6 +701,14 @@ impl Collection {
         self.write_manifest(&meta)
     }
 
+    /// Copies a sealed segment to the engine's GPU, if it has one (see
+    /// [`SealedSegment::offload`]).
+    pub(crate) fn offload(&self, segment: &SealedSegment) {
+        if let Some(gpu) = &self.gpu {
+            segment.offload(gpu, self.schema.read().metric);
+        }
+    }
+
     pub(crate) fn dim_metric(&self) -> (usize, Metric) {
         let s = self.schema.read();
         (s.dim, s.metric)
@@ -918,6 +939,7 @@ impl Collection {
             actual += shard.memory_bytes();
         }
         let mapped = segments.iter().map(|s| s.mapped_bytes).sum();
+        let gpu_bytes = segments.iter().map(|s| s.gpu_bytes).sum();
         let checkpoint_seq = self.meta.lock().checkpoint_seq;
         let index = self.index_status();
         let estimated = sizing::plan(count.max(1), schema.dim, schema.index)
@@ -934,6 +956,7 @@ impl Collection {
                 actual_bytes: actual,
                 mapped_bytes: mapped,
                 estimated_bytes: estimated,
+                gpu_bytes,
             },
             wal_bytes: self.wal.size_bytes(),
             schema,

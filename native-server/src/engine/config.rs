@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use proxima_core::SearchLimits;
 
+use crate::index::gpu::GpuSettings;
+
 /// When an acknowledged write reaches stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsyncPolicy {
@@ -38,6 +40,8 @@ pub struct EngineConfig {
     /// Memory-map IVF inverted lists when loading indexes from disk.
     pub mmap_indexes: bool,
     pub limits: SearchLimits,
+    /// Copy sealed FLAT/IVF segments to this GPU (builds with the `gpu` feature).
+    pub gpu: Option<GpuSettings>,
 }
 
 impl EngineConfig {
@@ -55,6 +59,7 @@ impl EngineConfig {
             auto_compact_deleted_ratio: 0.3,
             mmap_indexes: false,
             limits: SearchLimits::default(),
+            gpu: None,
         }
     }
 }

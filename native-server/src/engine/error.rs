@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use proxima_core::Error as CoreError;
 use thiserror::Error;
 
+use crate::index::gpu::GpuError;
+
 /// Result alias with [`EngineError`].
 pub type EngineResult<T> = Result<T, EngineError>;
 
@@ -54,6 +56,10 @@ pub enum EngineError {
 
     #[error("the collection is closed")]
     Closed,
+
+    /// The configured GPU cannot be used (missing, unsupported, or no GPU support built in).
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 impl EngineError {
@@ -71,6 +77,7 @@ impl EngineError {
             EngineError::Io { .. } => "io_error",
             EngineError::Corrupt { .. } => "corrupt_data",
             EngineError::Closed => "closed",
+            EngineError::Gpu(_) => "gpu_unavailable",
         }
     }
 
@@ -87,7 +94,9 @@ impl EngineError {
             | EngineError::IdsNotAllowed
             | EngineError::IdsRequired => ErrorKind::BadRequest,
             EngineError::ConsistencyTimeout { .. } | EngineError::Closed => ErrorKind::Unavailable,
-            EngineError::Io { .. } | EngineError::Corrupt { .. } => ErrorKind::Internal,
+            EngineError::Io { .. } | EngineError::Corrupt { .. } | EngineError::Gpu(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

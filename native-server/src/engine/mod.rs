@@ -36,19 +36,24 @@ pub use segment::{SegmentIndexInfo, SegmentInfo};
 use builder::IndexBuilder;
 use search_pool::SearchPool;
 
+use crate::index::gpu::GpuDevice;
+
 /// The engine: every collection under one data directory.
 pub struct Engine {
     config: Arc<EngineConfig>,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     builder: Arc<IndexBuilder>,
     searcher: Arc<SearchPool>,
+    gpu: Option<Arc<GpuDevice>>,
 }
 
 impl Engine {
-    /// Opens the data directory, recovering every collection (WAL replay, index loading).
+    /// Opens the data directory, recovering every collection (WAL replay, index loading), and
+    /// the GPU if the configuration names one (an unusable GPU fails the open).
     pub fn open(config: EngineConfig) -> EngineResult<Self> {
         let root = config.data_dir.join("collections");
         fs::create_dir_all(&root).map_err(EngineError::io(format!("create {}", root.display())))?;
+        let gpu = config.gpu.as_ref().map(GpuDevice::open).transpose()?;
         let config = Arc::new(config);
         let builder = IndexBuilder::new(config.build_threads);
         let searcher = SearchPool::new(config.search_threads)?;
@@ -69,8 +74,13 @@ impl Engine {
                 let _ = fs::remove_dir_all(&path);
                 continue;
             }
-            let collection =
-                Collection::open(&path, config.clone(), builder.clone(), searcher.clone())?;
+            let collection = Collection::open(
+                &path,
+                config.clone(),
+                builder.clone(),
+                searcher.clone(),
+                gpu.clone(),
+            )?;
             collections.insert(name, collection);
         }
         Ok(Self {
@@ -78,6 +88,7 @@ impl Engine {
             collections: RwLock::new(collections),
             builder,
             searcher,
+            gpu,
         })
     }
 
@@ -108,6 +119,7 @@ impl Engine {
             self.config.clone(),
             self.builder.clone(),
             self.searcher.clone(),
+            self.gpu.clone(),
         )?;
         map.insert(schema.name.clone(), collection.clone());
         Ok(collection)

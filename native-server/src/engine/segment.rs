@@ -2,7 +2,8 @@
 //! files, memory-mapped, with a FAISS index built in the background.
 //!
 //! A sealed segment's directory holds `rows.bin` (ids and vectors, CRC-checked), `live.bin`
-//! (the live-row bitmap as of the last checkpoint) and `index-<generation>.faiss`.
+//! (the live-row bitmap as of the last checkpoint) and `index-<generation>.faiss`. With a GPU,
+//! a sealed segment may also hold a copy of its index (or of its rows) on the device.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -18,6 +19,7 @@ use serde::Serialize;
 
 use super::error::{EngineError, EngineResult};
 use crate::index::faiss_backend::FaissIndex;
+use crate::index::gpu::{self, GpuDevice, GpuIndex};
 
 const ROWS_MAGIC: &[u8; 4] = b"PXSG";
 const LIVE_MAGIC: &[u8; 4] = b"PXLV";
@@ -103,6 +105,19 @@ pub struct IndexSlot {
     pub building: Option<Arc<BuildProgress>>,
     /// Why the segment is searched exactly (e.g. too few rows to train).
     pub note: Option<String>,
+    /// The copy on the GPU of `ready` (or of the rows, while there is no index).
+    pub gpu: Option<Arc<GpuIndex>>,
+}
+
+impl IndexSlot {
+    /// Puts `ready` in service and returns the index it replaces. A GPU copy of the replaced
+    /// index goes with it; one of the rows stays while the segment stays exact.
+    pub fn serve(&mut self, ready: Option<ReadyIndex>) -> Option<ReadyIndex> {
+        if ready.is_some() || self.ready.is_some() {
+            self.gpu = None;
+        }
+        std::mem::replace(&mut self.ready, ready)
+    }
 }
 
 /// A built index.
@@ -136,6 +151,8 @@ pub struct SegmentInfo {
     pub index: SegmentIndexInfo,
     pub memory_bytes: u64,
     pub mapped_bytes: u64,
+    /// Device memory of the segment's GPU copy (0: searched on the CPU).
+    pub gpu_bytes: u64,
 }
 
 /// Index state of a segment, for `describe`.
@@ -320,8 +337,9 @@ impl SealedSegment {
         self.slot.read().ready.clone()
     }
 
-    /// Searches the live rows: through the index when one is ready, exactly (serially, as
-    /// [`GrowingSegment::search`]) otherwise.
+    /// Searches the live rows: on the GPU when the segment has a copy there that can answer,
+    /// else through the index when one is ready, else exactly (serially, as
+    /// [`GrowingSegment::search`]).
     pub fn search(
         &self,
         queries: &[f32],
@@ -332,10 +350,22 @@ impl SealedSegment {
     ) -> EngineResult<Vec<Vec<Hit>>> {
         // Without deletions no filter is needed (it costs a check per candidate).
         let filter = (live_count < self.rows).then_some(live);
-        let serving = self.slot.read().ready.as_ref().map(|r| r.index.clone());
-        let mut hits = match serving {
-            Some(index) => index.search(queries, params, filter)?,
-            None => exact_search_serial(
+        let (serving, on_gpu) = {
+            let slot = self.slot.read();
+            (
+                slot.ready.as_ref().map(|r| r.index.clone()),
+                slot.gpu.clone(),
+            )
+        };
+        let from_gpu = on_gpu.and_then(|g| {
+            g.search(queries, params, filter, self.rows - live_count)
+                .map_err(|e| gpu::fall_back(self.id, "search", &e))
+                .ok()
+        });
+        let mut hits = match (from_gpu, serving) {
+            (Some(hits), _) => hits,
+            (None, Some(index)) => index.search(queries, params, filter)?,
+            (None, None) => exact_search_serial(
                 self.vectors(),
                 None,
                 queries,
@@ -350,6 +380,44 @@ impl SealedSegment {
             h.id = ids[h.id as usize];
         }
         Ok(hits)
+    }
+
+    /// Copies the segment's serving index to the GPU, or its rows while it is searched exactly
+    /// (HNSW segments, those below the GPU's `min_rows` and those with a build under way stay
+    /// on the CPU). A copy that does not fit leaves the segment on the CPU (logged, counted).
+    pub fn offload(&self, device: &Arc<GpuDevice>, metric: Metric) {
+        if self.rows < device.settings().min_rows.max(1) {
+            return;
+        }
+        let ready = {
+            let slot = self.slot.read();
+            if slot.building.is_some() || slot.gpu.is_some() {
+                return;
+            }
+            slot.ready.clone()
+        };
+        let generation = ready.as_ref().map(|r| r.generation);
+        let uploaded = match &ready {
+            Some(r) if !gpu::runs_on_gpu(&r.spec) => return,
+            Some(r) => device.upload_index(&r.index),
+            None => device.upload_flat(self.dim, metric, self.vectors()),
+        };
+        match uploaded {
+            Ok(index) => {
+                let mut slot = self.slot.write();
+                // A swap meanwhile made this copy stale: drop it.
+                if slot.ready.as_ref().map(|r| r.generation) == generation && slot.gpu.is_none() {
+                    tracing::info!(
+                        segment = self.id,
+                        rows = self.rows,
+                        bytes = index.memory_bytes(),
+                        "segment on the GPU"
+                    );
+                    slot.gpu = Some(Arc::new(index));
+                }
+            }
+            Err(e) => gpu::fall_back(self.id, "upload", &e),
+        }
     }
 
     /// Describes the segment.
@@ -390,6 +458,7 @@ impl SealedSegment {
                 .map_or(0, |r| r.index.memory_bytes() as u64)
                 + self.rows.div_ceil(8) as u64,
             mapped_bytes: self.map.len() as u64,
+            gpu_bytes: slot.gpu.as_ref().map_or(0, |g| g.memory_bytes()),
             index,
         }
     }

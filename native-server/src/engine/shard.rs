@@ -142,6 +142,7 @@ impl ShardState {
             },
             memory_bytes: self.growing.memory_bytes() as u64,
             mapped_bytes: 0,
+            gpu_bytes: 0,
         }];
         out.extend(self.sealed.iter().map(|e| e.segment.info(e.live_count)));
         out

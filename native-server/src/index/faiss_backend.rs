@@ -222,6 +222,11 @@ impl FaissIndex {
             .map_err(backend)
     }
 
+    /// The raw FAISS index (for copying it to a GPU).
+    pub(crate) fn raw(&self) -> *mut sys::FaissIndex {
+        self.inner.inner_ptr()
+    }
+
     /// Runs one FAISS search with optional selector and nprobe; the index must not be
     /// mutated concurrently (guaranteed by `&self` and the HNSW lock).
     fn raw_search(
@@ -231,64 +236,106 @@ impl FaissIndex {
         nprobe: Option<usize>,
         filter: Option<&Bitmap>,
     ) -> Result<(Vec<f32>, Vec<i64>)> {
-        let nq = queries.len() / self.dim;
-        let mut distances = vec![0f32; nq * k];
-        let mut labels = vec![-1i64; nq * k];
-        let mut selector: *mut sys::FaissIDSelector = ptr::null_mut();
-        let mut params: *mut sys::FaissSearchParameters = ptr::null_mut();
-        let bitmap = filter.map(|b| b.as_bytes());
-        let result = (|| -> Result<()> {
-            if let Some(bytes) = bitmap {
-                let mut sel: *mut sys::FaissIDSelectorBitmap = ptr::null_mut();
-                // SAFETY: FAISS copies neither the pointer's target nor keeps it past this
-                // search; `bytes` outlives the search below and is only read.
-                let rc = unsafe {
-                    sys::faiss_IDSelectorBitmap_new(&mut sel, bytes.len(), bytes.as_ptr())
-                };
-                check_rc(rc)?;
-                selector = sel as *mut sys::FaissIDSelector;
-            }
-            if self.spec.nlist().is_some() {
-                let mut p: *mut sys::FaissSearchParametersIVF = ptr::null_mut();
-                let nprobe = nprobe.unwrap_or(DEFAULT_NPROBE);
-                // SAFETY: creates a parameter object referring to `selector` (may be null),
-                // which stays alive until both are freed below.
-                let rc =
-                    unsafe { sys::faiss_SearchParametersIVF_new_with(&mut p, selector, nprobe, 0) };
-                check_rc(rc)?;
-                params = p as *mut sys::FaissSearchParameters;
-            } else if !selector.is_null() {
-                // SAFETY: as above.
-                let rc = unsafe { sys::faiss_SearchParameters_new(&mut params, selector) };
-                check_rc(rc)?;
-            }
-            // SAFETY: `inner` is a valid FAISS index of dimension `dim`; `queries` holds
-            // `nq * dim` floats; the output buffers hold `nq * k` entries; FAISS CPU searches
-            // only read the index, so concurrent calls through `&self` are sound.
-            let rc = unsafe {
-                sys::faiss_Index_search_with_params(
-                    self.inner.inner_ptr(),
-                    nq as sys::idx_t,
-                    queries.as_ptr(),
-                    k as sys::idx_t,
-                    params,
-                    distances.as_mut_ptr(),
-                    labels.as_mut_ptr(),
-                )
-            };
-            check_rc(rc)
-        })();
-        // SAFETY: both pointers are null or were created above and are freed exactly once.
-        unsafe {
-            if !params.is_null() {
-                sys::faiss_SearchParameters_free(params);
-            }
-            if !selector.is_null() {
-                sys::faiss_IDSelector_free(selector);
-            }
-        }
-        result.map(|_| (distances, labels))
+        let ivf_nprobe = self.spec.nlist().map(|_| nprobe.unwrap_or(DEFAULT_NPROBE));
+        // SAFETY: `inner` is a valid FAISS index of dimension `dim`; FAISS CPU searches only
+        // read the index, so concurrent calls through `&self` are sound.
+        unsafe { search_raw(self.raw(), self.dim, queries, k, ivf_nprobe, filter) }
     }
+}
+
+/// Runs one search on a FAISS index (CPU or GPU): `ivf_nprobe` for IVF indexes, and `filter`
+/// as an `IDSelectorBitmap` over labels. Returns `nq * k` distances and labels (-1: none).
+///
+/// # Safety
+/// `index` must be a valid FAISS index of dimension `dim` that nothing mutates during the call.
+pub(crate) unsafe fn search_raw(
+    index: *mut sys::FaissIndex,
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+    ivf_nprobe: Option<usize>,
+    filter: Option<&Bitmap>,
+) -> Result<(Vec<f32>, Vec<i64>)> {
+    let nq = queries.len() / dim;
+    let mut distances = vec![0f32; nq * k];
+    let mut labels = vec![-1i64; nq * k];
+    let mut selector: *mut sys::FaissIDSelector = ptr::null_mut();
+    let mut params: *mut sys::FaissSearchParameters = ptr::null_mut();
+    let bitmap = filter.map(|b| b.as_bytes());
+    let result = (|| -> Result<()> {
+        if let Some(bytes) = bitmap {
+            let mut sel: *mut sys::FaissIDSelectorBitmap = ptr::null_mut();
+            // SAFETY: FAISS neither copies the bytes nor keeps the pointer past this search;
+            // `bytes` outlives the search below and is only read.
+            let rc =
+                unsafe { sys::faiss_IDSelectorBitmap_new(&mut sel, bytes.len(), bytes.as_ptr()) };
+            check_rc(rc)?;
+            selector = sel as *mut sys::FaissIDSelector;
+        }
+        if let Some(nprobe) = ivf_nprobe {
+            let mut p: *mut sys::FaissSearchParametersIVF = ptr::null_mut();
+            // SAFETY: creates a parameter object referring to `selector` (may be null), which
+            // stays alive until both are freed below.
+            let rc =
+                unsafe { sys::faiss_SearchParametersIVF_new_with(&mut p, selector, nprobe, 0) };
+            check_rc(rc)?;
+            params = p as *mut sys::FaissSearchParameters;
+        } else if !selector.is_null() {
+            // SAFETY: as above.
+            let rc = unsafe { sys::faiss_SearchParameters_new(&mut params, selector) };
+            check_rc(rc)?;
+        }
+        // SAFETY: the caller guarantees `index`; `queries` holds `nq * dim` floats and the
+        // output buffers `nq * k` entries.
+        let rc = unsafe {
+            sys::faiss_Index_search_with_params(
+                index,
+                nq as sys::idx_t,
+                queries.as_ptr(),
+                k as sys::idx_t,
+                params,
+                distances.as_mut_ptr(),
+                labels.as_mut_ptr(),
+            )
+        };
+        check_rc(rc)
+    })();
+    // SAFETY: both pointers are null or were created above and are freed exactly once.
+    unsafe {
+        if !params.is_null() {
+            sys::faiss_SearchParameters_free(params);
+        }
+        if !selector.is_null() {
+            sys::faiss_IDSelector_free(selector);
+        }
+    }
+    result.map(|_| (distances, labels))
+}
+
+/// Turns FAISS's `nq * fetched` labels and distances into at most `k` hits per query, keeping
+/// only labels `keep` accepts (-1, FAISS's "no result", never).
+pub(crate) fn hits_from(
+    labels: &[i64],
+    distances: &[f32],
+    fetched: usize,
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<Vec<Hit>> {
+    labels
+        .chunks_exact(fetched)
+        .zip(distances.chunks_exact(fetched))
+        .map(|(l, d)| {
+            l.iter()
+                .zip(d)
+                .filter(|(label, _)| **label >= 0 && keep(**label as usize))
+                .take(k)
+                .map(|(&label, &score)| Hit {
+                    id: label as u64,
+                    score,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn check_rc(rc: i32) -> Result<()> {
@@ -392,20 +439,7 @@ impl VectorIndex for FaissIndex {
         } else {
             self.raw_search(queries, k, params.nprobe, filter)?
         };
-        Ok(labels
-            .chunks_exact(k)
-            .zip(distances.chunks_exact(k))
-            .map(|(l, d)| {
-                l.iter()
-                    .zip(d)
-                    .filter(|(label, _)| **label >= 0)
-                    .map(|(&label, &score)| Hit {
-                        id: label as u64,
-                        score,
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(hits_from(&labels, &distances, k, k, |_| true))
     }
 
     fn memory_bytes(&self) -> usize {

@@ -1,6 +1,7 @@
 //! Index backends of the server.
 
 pub mod faiss_backend;
+pub mod gpu;
 
 /// Deterministic clustered vectors for tests: `centres` random centres in [-1, 1]^dim with
 /// uniform noise of amplitude `noise`. Approximate indexes reach meaningful recall on them,
