@@ -2,11 +2,12 @@
 # Packs the `gpu` feature's test binary with the shared libraries it links besides CUDA's, so the
 # GPU tests run on a machine with a CUDA 13 driver and runtime but no Rust toolchain:
 #
-#   bash scripts/gpu-bundle.sh                 # builds (~15 min the first time) → target/gpu-bundle/
-#   target/gpu-bundle/run-tests.sh             # on the GPU machine; default filter: index::gpu
+#   bash scripts/gpu-bundle.sh        # builds (~15 min the first time) → target/gpu-bundle.tar.xz
+#   # on the GPU machine (default test filter: index::gpu):
+#   tar -xJf gpu-bundle.tar.xz -C /tmp && /tmp/gpu-bundle/run-tests.sh
 #
-# The bundle is about 30 MB. CUDA's own libraries (libcudart.so.13, libcublas.so.13,
-# libcublasLt.so.13) must come from the GPU machine.
+# The archive is about 20 MB (77 MB unpacked). CUDA's own libraries (libcudart.so.13,
+# libcublas.so.13, libcublasLt.so.13) must come from the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/gpu-toolkit.sh)"
@@ -46,5 +47,6 @@ if [ $# -eq 0 ]; then set -- index::gpu; fi
 exec "$here/proxima-server-tests" "$@" --test-threads 1 --nocapture
 RUN
 chmod +x "$out/run-tests.sh"
-du -sh "$out" >&2
-echo "$out"
+tar -cJf "$out.tar.xz" -C "$target" gpu-bundle
+du -sh "$out" "$out.tar.xz" >&2
+echo "$out.tar.xz"
