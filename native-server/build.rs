@@ -28,8 +28,11 @@ fn gpu_shim() {
         .include(PathBuf::from(&cuda).join("include"))
         .warnings(false)
         .compile("proxima_gpu_shim");
-    // The kernels FAISS was built for, so the server can refuse a device they cannot run on.
-    if let Ok(archs) = std::env::var("CUDAARCHS") {
-        println!("cargo:rustc-env=PROXIMA_CUDA_ARCHS={archs}");
-    }
+    // The kernels FAISS was built for, so the server can refuse a device they cannot run on
+    // (a kernel launch without a matching image aborts inside FAISS).
+    let archs = std::env::var("CUDAARCHS").expect(
+        "the gpu feature needs CUDAARCHS, the CUDA architectures to build for (e.g. 90-real for \
+         H100/H200; scripts/gpu-toolkit.sh sets it)",
+    );
+    println!("cargo:rustc-env=PROXIMA_CUDA_ARCHS={archs}");
 }

@@ -159,7 +159,7 @@ impl Metrics {
             ),
             gpu_fallbacks: counter(
                 "proxima_gpu_fallbacks_total",
-                "Segment searches and uploads that fell back from the GPU to the CPU, by reason: out_of_memory, limits (k plus deleted rows, or nprobe, above 2048) or error.",
+                "Segment searches and uploads that fell back from the GPU to the CPU, by reason: out_of_memory, limits (k plus deleted rows, or nprobe, above 2048), busy (the device stayed busy over 50 ms) or error.",
                 &["reason"],
             ),
             gpu_segments: register(

@@ -1,7 +1,9 @@
 //! `proxima bench engine`: builds each index type through the engine on a real dataset and
 //! reports build time, memory (measured and planned), QPS, recall@10 against the exact ground
 //! truth, and the engine's search time over calling FAISS directly on the same index file
-//! with the same parameters.
+//! with the same parameters. With `--gpu-device` (builds with the `gpu` feature) the engine
+//! copies FLAT and IVF segments to the GPU, and the direct side searches the same index copied
+//! to the GPU through FAISS.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use super::bench::{build_profile, command_line, machine};
 use crate::dataset::{default_dir, Dataset};
 use crate::engine::{CollectionSchema, Engine, EngineConfig};
 use crate::index::faiss_backend::FaissIndex;
+use crate::index::gpu::{runs_on_gpu, GpuDevice, GpuSettings};
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchEngineArgs {
@@ -45,6 +48,9 @@ pub struct BenchEngineArgs {
     /// Scratch directory for the collections [default: a temporary directory].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Search FLAT and IVF segments on this CUDA device (builds with the `gpu` feature).
+    #[arg(long)]
+    pub gpu_device: Option<i32>,
 }
 
 struct Row {
@@ -53,6 +59,7 @@ struct Row {
     actual: u64,
     mapped: u64,
     estimated: u64,
+    gpu: u64,
     qps_single: f64,
     qps_batch: f64,
     recall: f64,
@@ -135,7 +142,15 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| scratch.path().to_path_buf());
     let mut config = EngineConfig::new(&work);
     config.seal_rows = n + 1;
+    let gpu_settings = a.gpu_device.map(|device| GpuSettings {
+        min_rows: 1,
+        ..GpuSettings::new(device)
+    });
+    config.gpu = gpu_settings.clone();
     let engine = Engine::open(config)?;
+    // FAISS's own GPU copies for the direct side (resources of their own, as another process
+    // would have).
+    let direct_gpu = gpu_settings.as_ref().map(GpuDevice::open).transpose()?;
     println!(
         "proxima bench engine: {} ({n} vectors × {dim}, {nq} queries, {}), k={}, nprobe={}, ef={}",
         dir.display(),
@@ -166,6 +181,20 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         if !collection.wait_index_ready(Duration::from_secs(3600)) {
             bail!("{spec}: index build did not finish");
         }
+        if direct_gpu.is_some() && runs_on_gpu(&spec) {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !collection
+                .describe()
+                .segments
+                .iter()
+                .any(|s| s.state == "sealed" && s.gpu_bytes > 0)
+            {
+                if Instant::now() > deadline {
+                    bail!("{spec}: the segment did not reach the GPU (see the log)");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let build = start.elapsed();
         let info = collection.describe();
         let params = SearchParams::new(a.k).with_nprobe(a.nprobe).with_ef(a.ef);
@@ -194,8 +223,16 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
                 flat
             }
         };
-        let direct_search =
-            |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> { Ok(direct.search(q, &params, None)?) };
+        let direct_on_gpu = match &direct_gpu {
+            Some(device) if runs_on_gpu(&spec) => Some(device.upload_index(&direct)?),
+            _ => None,
+        };
+        let direct_search = |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> {
+            Ok(match &direct_on_gpu {
+                Some(g) => g.search(q, &params, None, 0)?,
+                None => direct.search(q, &params, None)?,
+            })
+        };
         // Warm-up, then engine and direct runs alternated; the best of `repeat` runs counts,
         // so a burst of other work on the machine does not decide the ratio.
         search(&data.queries[..dim])?;
@@ -223,6 +260,7 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             actual: info.memory.actual_bytes,
             mapped: info.memory.mapped_bytes,
             estimated: info.memory.estimated_bytes,
+            gpu: info.memory.gpu_bytes,
             qps_single: nq as f64 / single.as_secs_f64(),
             qps_batch: nq as f64 / batched.as_secs_f64(),
             recall,
@@ -233,14 +271,28 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             row.spec.to_string(), row.build.as_secs_f64(), a.k, row.recall, row.qps_single, row.qps_batch, a.batch, row.ratio
         );
         rows.push(row);
+        drop(direct_on_gpu);
         engine.drop_collection(&name)?;
     }
     println!();
-    println!("| index | build (s) | RAM measured | rows file (mmap) | memory planned | QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
-    println!("|---|---|---|---|---|---|---|---|---|");
+    let gpu_column = if direct_gpu.is_some() {
+        " GPU memory |"
+    } else {
+        ""
+    };
+    println!("| index | build (s) | RAM measured | rows file (mmap) | memory planned |{gpu_column} QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
+    println!(
+        "|---|---|---|---|---|{}---|---|---|---|",
+        if direct_gpu.is_some() { "---|" } else { "" }
+    );
     for r in &rows {
+        let gpu = if direct_gpu.is_some() {
+            format!(" {} |", format_bytes(r.gpu))
+        } else {
+            String::new()
+        };
         println!(
-            "| {} | {:.1} | {} | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} |",
+            "| {} | {:.1} | {} | {} | {} |{gpu} {:.0} | {:.0} | {:.3} | {:.2} |",
             r.spec,
             r.build.as_secs_f64(),
             format_bytes(r.actual),

@@ -95,6 +95,8 @@ fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
                 job.generation,
                 Some(format!("index build failed: {e}")),
             );
+            // The segment keeps serving what it served (or its rows): that can go on the GPU.
+            collection.offload(&job.segment);
         }
     }
 }
@@ -127,7 +129,8 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     let rows = segment.rows();
     if matches!(job.spec, IndexSpec::Flat) {
         // Exact search over the mapped rows is what FLAT means; no second copy is built.
-        segment.slot.write().serve(None);
+        let retired = segment.slot.write().serve(None);
+        drop(retired);
         finish(Some("FLAT: exact search over the segment's rows".into()));
         let persisted = collection.persist_indexes();
         collection.offload(segment);
@@ -198,11 +201,15 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
         old
     };
     end_build(segment, job.generation, None);
-    collection.persist_indexes()?;
-    if let Some(old) = old {
-        let _ = std::fs::remove_file(segment.dir.join(old.file));
+    let persisted = collection.persist_indexes();
+    if let (Ok(()), Some(old)) = (&persisted, &old.ready) {
+        let _ = std::fs::remove_file(segment.dir.join(&old.file));
     }
+    // The old index and its GPU copy go only now, outside the slot lock (freeing a GPU copy
+    // waits for the device).
+    drop(old);
     collection.offload(segment);
+    persisted?;
     tracing::info!(segment = segment.id, spec = %job.spec, rows, "index ready");
     Ok(())
 }

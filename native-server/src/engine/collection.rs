@@ -200,6 +200,7 @@ impl Collection {
                     config.mmap_indexes,
                 ) {
                     Ok(index) if proxima_core::VectorIndex::len(&index) == segment.rows() => {
+                        // A fresh segment: nothing is retired.
                         segment.slot.write().serve(Some(ReadyIndex {
                             spec: ix.spec,
                             generation: ix.generation,
@@ -660,8 +661,16 @@ impl Collection {
         Ok(generation)
     }
 
+    /// The index spec and generation segments should serve, read together. Locks in the order
+    /// `rebuild_index` takes them (meta, then schema).
+    fn current_index(&self) -> (IndexSpec, u64) {
+        let meta = self.meta.lock();
+        let spec = self.schema.read().index;
+        (spec, meta.index_generation)
+    }
+
     fn queue_build(&self, segment: Arc<SealedSegment>) {
-        let (spec, generation) = (self.schema.read().index, self.meta.lock().index_generation);
+        let (spec, generation) = self.current_index();
         {
             let slot = segment.slot.read();
             let queued = slot
@@ -705,7 +714,9 @@ impl Collection {
     /// [`SealedSegment::offload`]).
     pub(crate) fn offload(&self, segment: &SealedSegment) {
         if let Some(gpu) = &self.gpu {
-            segment.offload(gpu, self.schema.read().metric);
+            // Not under the schema lock: an upload can take seconds.
+            let metric = self.schema.read().metric;
+            segment.offload(gpu, metric);
         }
     }
 
@@ -784,6 +795,7 @@ impl Collection {
         let ratio = self.config.auto_compact_deleted_ratio;
         let mut new_segments = Vec::new();
         let mut dropped = Vec::new();
+        let mut retired = Vec::new();
         for (s, shard_lock) in self.shards.iter().enumerate() {
             // Rows to write: the growing segment's live rows, plus (compaction) the live rows
             // of sealed segments with deletions.
@@ -829,14 +841,13 @@ impl Collection {
             };
             let mut shard = shard_lock.write();
             shard.growing = Default::default();
-            shard.sealed.retain(|e| {
-                if victims.contains(&e.segment.id) {
-                    dropped.push(e.segment.dir.clone());
-                    false
-                } else {
-                    true
-                }
-            });
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut shard.sealed)
+                .into_iter()
+                .partition(|e| victims.contains(&e.segment.id));
+            shard.sealed = kept;
+            dropped.extend(gone.iter().map(|e| e.segment.dir.clone()));
+            // Released after the locks: freeing a GPU copy waits for the device.
+            retired.extend(gone);
             if let Some(seg) = segment {
                 for (row, &id) in seg.ids().iter().enumerate() {
                     shard.locations.insert(
@@ -863,6 +874,7 @@ impl Collection {
         meta.checkpoint_seq = seq;
         self.write_manifest(&meta)?;
         drop(meta);
+        drop(retired);
         self.wal.truncate_through(seq)?;
         for dir in dropped {
             if let Err(e) = fs::remove_dir_all(&dir) {
@@ -878,7 +890,7 @@ impl Collection {
 
     /// Index status over the sealed segments.
     pub fn index_status(&self) -> IndexStatus {
-        let (spec, generation) = (self.schema.read().index, self.meta.lock().index_generation);
+        let (spec, generation) = self.current_index();
         let mut total = 0u64;
         let mut indexed = 0u64;
         let mut building = false;

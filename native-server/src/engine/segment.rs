@@ -110,14 +110,28 @@ pub struct IndexSlot {
 }
 
 impl IndexSlot {
-    /// Puts `ready` in service and returns the index it replaces. A GPU copy of the replaced
-    /// index goes with it; one of the rows stays while the segment stays exact.
-    pub fn serve(&mut self, ready: Option<ReadyIndex>) -> Option<ReadyIndex> {
-        if ready.is_some() || self.ready.is_some() {
-            self.gpu = None;
+    /// Puts `ready` in service and returns what it replaces: the old index, and a GPU copy
+    /// of it (one of the rows stays while the segment stays exact). Drop them after releasing
+    /// the slot lock: freeing a GPU copy waits for the device.
+    pub fn serve(&mut self, ready: Option<ReadyIndex>) -> Retired {
+        let gpu = if ready.is_some() || self.ready.is_some() {
+            self.gpu.take()
+        } else {
+            None
+        };
+        Retired {
+            ready: std::mem::replace(&mut self.ready, ready),
+            gpu,
         }
-        std::mem::replace(&mut self.ready, ready)
     }
+}
+
+/// What [`IndexSlot::serve`] took out of service.
+pub struct Retired {
+    pub ready: Option<ReadyIndex>,
+    /// Held only so that the caller decides where it is freed.
+    #[allow(dead_code)]
+    pub gpu: Option<Arc<GpuIndex>>,
 }
 
 /// A built index.

@@ -4,6 +4,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use faiss_sys as sys;
 use parking_lot::{Mutex, MutexGuard};
@@ -70,8 +71,13 @@ extern "C" {
     ) -> c_int;
 }
 
-/// The CUDA architectures the build compiled FAISS's kernels for (`CUDAARCHS`).
-const BUILT_ARCHS: Option<&str> = option_env!("PROXIMA_CUDA_ARCHS");
+/// The CUDA architectures the build compiled FAISS's kernels for (`CUDAARCHS`, required by
+/// build.rs).
+const BUILT_ARCHS: &str = env!("PROXIMA_CUDA_ARCHS");
+
+/// Longest a search waits for the device (busy with an upload or other searches) before the
+/// CPU index answers instead.
+const DEVICE_WAIT: Duration = Duration::from_millis(50);
 
 /// Fixed device memory of an upload beyond its vectors (quantizer, list headers, rounding to
 /// the allocator's pages).
@@ -174,16 +180,14 @@ impl GpuDevice {
         let (mut major, mut minor) = (0, 0);
         // SAFETY: writes two ints.
         shim(|e, l| unsafe { proxima_gpu_capability(device, &mut major, &mut minor, e, l) })?;
-        if let Some(archs) = BUILT_ARCHS {
-            if !arch_supports(archs, major, minor) {
-                return Err(GpuError::Backend {
-                    message: format!(
-                        "device {device} has compute capability {major}.{minor}, but FAISS's \
-                         kernels were built for CUDAARCHS={archs:?}; rebuild with its \
-                         architecture in CUDAARCHS"
-                    ),
-                });
-            }
+        if !arch_supports(BUILT_ARCHS, major, minor) {
+            return Err(GpuError::Backend {
+                message: format!(
+                    "device {device} has compute capability {major}.{minor}, but FAISS's kernels \
+                     were built for CUDAARCHS={BUILT_ARCHS:?}; rebuild with its architecture in \
+                     CUDAARCHS"
+                ),
+            });
         }
         let (free, total) = memory(device)?;
         let mut raw = ptr::null_mut();
@@ -419,7 +423,9 @@ impl GpuIndex {
                 reason: "nprobe is above the GPU's limit of 2048",
             });
         }
-        let res = self.device.lock();
+        let Some(res) = self.device.res.try_lock_for(DEVICE_WAIT) else {
+            return Err(GpuError::Busy);
+        };
         // SAFETY: `raw` is a valid GPU index of dimension `dim`; the device lock serialises
         // every use of it and of the resources it allocates from.
         let (distances, labels) =

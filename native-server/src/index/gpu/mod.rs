@@ -2,15 +2,20 @@
 //!
 //! A sealed segment whose index is FLAT or IVF (FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ) and that holds
 //! at least [`GpuSettings::min_rows`] rows gets a copy of its index on the GPU; the CPU index
-//! stays as it is, so any search the GPU cannot serve runs on the CPU with identical results:
+//! stays as it is, so any search the GPU cannot serve runs on the CPU under the same rules
+//! (the GPU's arithmetic differs from the CPU's in the last bits, so near-ties may order
+//! differently):
 //!
 //! * **Deletions.** FAISS's GPU indexes ignore `IDSelector`. A search over a segment with `d`
-//!   deleted rows fetches `k + d` candidates and drops the deleted ones, which yields exactly
-//!   the top `k` live rows that the CPU index with a selector returns; when `k + d` passes the
-//!   GPU's k limit (2048) the search runs on the CPU until compaction removes the rows.
+//!   deleted rows fetches `k + d` candidates and drops the deleted ones: at most `d` of them
+//!   are deleted, so what remains is the top `k` live rows among the probed candidates, which
+//!   is what the CPU index returns with a selector. When `k + d` passes the GPU's k limit
+//!   (2048) the search runs on the CPU until compaction removes the rows.
 //! * **Out of memory.** An upload that does not fit (checked before, and caught if the device
 //!   still runs out) leaves the segment on the CPU, frees what was allocated, logs and counts;
 //!   a search that runs out of device memory is answered by the CPU index the same way.
+//! * **Busy.** A search that waits more than 50 ms for the device (an upload holds it, or
+//!   many searches queue) is answered by the CPU index.
 //!
 //! One [`GpuDevice`] per process owns FAISS's `StandardGpuResources`, which are not safe to use
 //! from two threads at once: uploads, searches and frees take its lock in turn.
@@ -50,7 +55,8 @@ pub fn runs_on_gpu(spec: &IndexSpec) -> bool {
 
 /// Whether kernels built for `archs` (CMake's `CUDAARCHS`, e.g. `"80-real;90-real"`) run on a
 /// device of compute capability `major.minor`: machine code (`-real`) runs on the same major
-/// version at an equal or later minor one, PTX (no suffix or `-virtual`) on any later device.
+/// version at an equal or later minor one, PTX (no suffix or `-virtual`) on any later device,
+/// architecture-specific code (`90a`) only on its own device.
 /// `all`, `all-major` and `native` are taken as supporting the device.
 pub fn arch_supports(archs: &str, major: i32, minor: i32) -> bool {
     let device = major * 10 + minor;
@@ -63,10 +69,13 @@ pub fn arch_supports(archs: &str, major: i32, minor: i32) -> bool {
                 return true;
             }
             let (number, kind) = arch.split_once('-').unwrap_or((arch, ""));
+            // Architecture-specific variants (90a, 100f) run only on that exact device.
+            let specific = number.ends_with(['a', 'f']);
             let Ok(built) = number.trim_end_matches(['a', 'f']).parse::<i32>() else {
                 return false;
             };
             match kind {
+                _ if specific => built == device,
                 "real" => built / 10 == major && built % 10 <= minor,
                 _ => built <= device,
             }
@@ -108,6 +117,8 @@ pub enum GpuError {
     OutOfMemory { message: String },
     #[error("not searchable on the GPU: {reason}")]
     Unsuitable { reason: &'static str },
+    #[error("the GPU is busy")]
+    Busy,
     #[error("GPU error: {message}")]
     Backend { message: String },
 }
@@ -118,6 +129,7 @@ impl GpuError {
         match self {
             GpuError::OutOfMemory { .. } => Fallback::OutOfMemory,
             GpuError::Unsuitable { .. } => Fallback::Limits,
+            GpuError::Busy => Fallback::Busy,
             GpuError::NotBuilt | GpuError::NoDevice { .. } | GpuError::Backend { .. } => {
                 Fallback::Error
             }
@@ -132,18 +144,26 @@ pub enum Fallback {
     OutOfMemory,
     /// k plus the segment's deleted rows, or nprobe, passes the GPU's limit.
     Limits,
+    /// The device stayed busy longer than a search waits for it.
+    Busy,
     /// Any other GPU failure.
     Error,
 }
 
 impl Fallback {
-    pub const ALL: [Fallback; 3] = [Fallback::OutOfMemory, Fallback::Limits, Fallback::Error];
+    pub const ALL: [Fallback; 4] = [
+        Fallback::OutOfMemory,
+        Fallback::Limits,
+        Fallback::Busy,
+        Fallback::Error,
+    ];
 
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {
             Fallback::OutOfMemory => "out_of_memory",
             Fallback::Limits => "limits",
+            Fallback::Busy => "busy",
             Fallback::Error => "error",
         }
     }
@@ -153,7 +173,7 @@ impl Fallback {
 #[derive(Debug, Default)]
 pub struct GpuStats {
     searches: AtomicU64,
-    fallbacks: [AtomicU64; 3],
+    fallbacks: [AtomicU64; 4],
     replicas: AtomicU64,
     bytes: AtomicU64,
 }
@@ -161,7 +181,12 @@ pub struct GpuStats {
 /// The process's GPU counters.
 pub static STATS: GpuStats = GpuStats {
     searches: AtomicU64::new(0),
-    fallbacks: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+    fallbacks: [
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    ],
     replicas: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
 };
@@ -215,7 +240,7 @@ pub fn fall_back(segment: u64, stage: &'static str, error: &GpuError) {
     let reason = error.reason();
     STATS.fell_back(reason);
     match reason {
-        Fallback::Limits => {
+        Fallback::Limits | Fallback::Busy => {
             tracing::debug!(segment, stage, %error, "searching on the CPU")
         }
         Fallback::OutOfMemory | Fallback::Error => {
@@ -247,8 +272,9 @@ mod arch_tests {
         assert!(arch_supports("all-major", 12, 0));
         assert!(!arch_supports("", 9, 0));
         assert!(!arch_supports("garbage", 9, 0));
-        // Architecture-specific variants (sm_90a) count as their base.
+        // Architecture-specific variants (sm_90a) run on that device only, PTX included.
         assert!(arch_supports("90a-real", 9, 0));
+        assert!(!arch_supports("90a", 10, 0));
     }
 
     #[test]

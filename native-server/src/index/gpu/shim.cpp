@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <faiss/IndexFlat.h>
@@ -155,8 +156,33 @@ int proxima_gpu_capability(
 }
 
 // Initialises `res` for `device` now (streams, cuBLAS handle, temporary memory), so that a
-// device that cannot be used fails at start-up rather than in the middle of a search.
+// device that cannot be used fails at start-up rather than in the middle of a search. FAISS
+// aborts the process when it cannot create a stream or a cuBLAS handle there, so both are
+// tried here first, where a failure is an error code.
 int proxima_gpu_init(void* res, int device, char* err, size_t err_len) {
+    {
+        DeviceGuard guard(device);
+        if (guard.status != cudaSuccess) {
+            return cuda_error(err, err_len, "cudaSetDevice", guard.status);
+        }
+        cudaStream_t stream = nullptr;
+        cudaError_t e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+        if (e != cudaSuccess) {
+            return cuda_error(err, err_len, "cudaStreamCreateWithFlags", e);
+        }
+        cudaStreamDestroy(stream);
+        cublasHandle_t handle = nullptr;
+        cublasStatus_t status = cublasCreate(&handle);
+        if (status != CUBLAS_STATUS_SUCCESS) {
+            write_error(
+                    err,
+                    err_len,
+                    std::string("cublasCreate failed with status ") +
+                            std::to_string(static_cast<int>(status)));
+            return status == CUBLAS_STATUS_ALLOC_FAILED ? kOutOfMemory : kError;
+        }
+        cublasDestroy(handle);
+    }
     auto* resources = static_cast<faiss::gpu::StandardGpuResources*>(res);
     return guarded(err, err_len, [&] {
         resources->getResources()->initializeForDevice(device);
@@ -244,12 +270,9 @@ int proxima_gpu_flat(
         config.use_cuvs = false;
         auto g = std::make_unique<faiss::gpu::GpuIndexFlat>(
                 provider, d, static_cast<faiss::MetricType>(metric), config);
-        // Rows go up in blocks, so the host never stages more than one block.
-        const int64_t block = 1 << 16;
-        for (int64_t i = 0; i < n; i += block) {
-            int64_t m = n - i < block ? n - i : block;
-            g->add(m, rows + i * static_cast<int64_t>(d));
-        }
+        // One call: FAISS grows a GPU flat index by reallocating it whole, so adding in
+        // blocks would need twice the memory and copy the rows over and over.
+        g->add(n, rows);
         *out = g.release();
     });
 }
@@ -279,6 +302,9 @@ int proxima_gpu_hold(int device, size_t bytes, void** out, char* err, size_t err
 
 int proxima_gpu_release(int device, void* p, char* err, size_t err_len) {
     DeviceGuard guard(device);
+    if (guard.status != cudaSuccess) {
+        return cuda_error(err, err_len, "cudaSetDevice", guard.status);
+    }
     cudaError_t e = cudaFree(p);
     if (e != cudaSuccess) {
         return cuda_error(err, err_len, "cudaFree", e);

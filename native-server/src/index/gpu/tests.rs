@@ -232,6 +232,12 @@ fn out_of_memory_fails_cleanly_and_frees_what_it_took() {
     assert!(memory(device).unwrap().0 + SLACK >= before_upload);
 }
 
+/// Whether every sealed segment (the growing one is always on the CPU) has a GPU copy.
+fn all_sealed_on_gpu(segments: &[crate::engine::SegmentInfo]) -> bool {
+    let sealed: Vec<_> = segments.iter().filter(|s| s.state == "sealed").collect();
+    !sealed.is_empty() && sealed.iter().all(|s| s.gpu_bytes > 0)
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !done() {
@@ -284,7 +290,7 @@ fn the_engine_searches_sealed_segments_on_the_gpu_and_falls_back_to_the_cpu() {
         );
         wait_until("segments on the GPU", || {
             let info = g.describe();
-            info.segments.iter().all(|s| s.gpu_bytes > 0) && info.memory.gpu_bytes > 0
+            all_sealed_on_gpu(&info.segments) && info.memory.gpu_bytes > 0
         });
         let search = |c: &crate::engine::Collection| {
             c.search(&queries, &params, ConsistencyLevel::Strong, None)
@@ -320,7 +326,7 @@ fn the_engine_searches_sealed_segments_on_the_gpu_and_falls_back_to_the_cpu() {
         g.compact().unwrap();
         assert!(g.wait_index_ready(Duration::from_secs(120)));
         wait_until("compacted segments on the GPU", || {
-            g.describe().segments.iter().all(|s| s.gpu_bytes > 0)
+            all_sealed_on_gpu(&g.describe().segments)
         });
         let hits = search(&g);
         assert!(hits
@@ -334,7 +340,7 @@ fn the_engine_searches_sealed_segments_on_the_gpu_and_falls_back_to_the_cpu() {
         let g = reopened.collection("docs").unwrap();
         assert!(g.wait_index_ready(Duration::from_secs(120)));
         wait_until("reloaded segments on the GPU", || {
-            g.describe().segments.iter().all(|s| s.gpu_bytes > 0)
+            all_sealed_on_gpu(&g.describe().segments)
         });
         assert!(search(&g)
             .iter()
