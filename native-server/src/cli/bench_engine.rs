@@ -271,7 +271,6 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             row.spec.to_string(), row.build.as_secs_f64(), a.k, row.recall, row.qps_single, row.qps_batch, a.batch, row.ratio
         );
         rows.push(row);
-        drop(direct_on_gpu);
         engine.drop_collection(&name)?;
     }
     println!();
