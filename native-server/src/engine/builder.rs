@@ -26,16 +26,27 @@ pub struct BuildJob {
     pub generation: u64,
 }
 
+/// Work for the build threads.
+enum Job {
+    Build(BuildJob),
+    /// Copy a sealed segment to the GPU: after a restart (so that opening does not wait for
+    /// the copies), and again after a copy did not fit.
+    Offload {
+        collection: Weak<Collection>,
+        segment: Arc<SealedSegment>,
+    },
+}
+
 /// The build pool.
 pub struct IndexBuilder {
-    tx: Mutex<Option<Sender<BuildJob>>>,
+    tx: Mutex<Option<Sender<Job>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl IndexBuilder {
     /// Starts `threads` build threads.
     pub fn new(threads: usize) -> Arc<Self> {
-        let (tx, rx) = channel::<BuildJob>();
+        let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let handles = (0..threads.max(1))
             .map(|i| {
@@ -65,7 +76,17 @@ impl IndexBuilder {
             }));
         }
         if let Some(tx) = &*self.tx.lock() {
-            let _ = tx.send(job);
+            let _ = tx.send(Job::Build(job));
+        }
+    }
+
+    /// Queues a copy of `segment` to the collection's GPU.
+    pub fn submit_offload(&self, collection: Weak<Collection>, segment: Arc<SealedSegment>) {
+        if let Some(tx) = &*self.tx.lock() {
+            let _ = tx.send(Job::Offload {
+                collection,
+                segment,
+            });
         }
     }
 
@@ -78,11 +99,23 @@ impl IndexBuilder {
     }
 }
 
-fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
+fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
     loop {
         let job = match rx.lock().recv() {
             Ok(job) => job,
             Err(_) => return,
+        };
+        let job = match job {
+            Job::Build(job) => job,
+            Job::Offload {
+                collection,
+                segment,
+            } => {
+                if let Some(collection) = collection.upgrade() {
+                    collection.offload(&segment);
+                }
+                continue;
+            }
         };
         let Some(collection) = job.collection.upgrade() else {
             continue;

@@ -291,7 +291,7 @@ impl Collection {
             me: me.clone(),
         });
         for segment in built {
-            collection.offload(&segment);
+            collection.queue_offload(segment);
         }
         collection.start_applier();
         for segment in to_build {
@@ -713,10 +713,20 @@ impl Collection {
     /// Copies a sealed segment to the engine's GPU, if it has one (see
     /// [`SealedSegment::offload`]).
     pub(crate) fn offload(&self, segment: &SealedSegment) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(gpu) = &self.gpu {
             // Not under the schema lock: an upload can take seconds.
             let metric = self.schema.read().metric;
             segment.offload(gpu, metric);
+        }
+    }
+
+    /// Queues a copy of `segment` to the GPU on the build threads, if the engine has a GPU.
+    fn queue_offload(&self, segment: Arc<SealedSegment>) {
+        if self.gpu.is_some() {
+            self.builder.submit_offload(self.me.clone(), segment);
         }
     }
 
@@ -884,6 +894,27 @@ impl Collection {
         let _ = sync_dir(&self.dir.join("segments"));
         for seg in new_segments {
             self.queue_build(seg);
+        }
+        if self.gpu.is_some() {
+            // A copy that did not fit before may fit now (compaction, dropped collections).
+            let waiting: Vec<_> = self
+                .shards
+                .iter()
+                .flat_map(|s| {
+                    s.read()
+                        .sealed
+                        .iter()
+                        .filter(|e| {
+                            let slot = e.segment.slot.read();
+                            slot.gpu.is_none() && slot.building.is_none()
+                        })
+                        .map(|e| e.segment.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for seg in waiting {
+                self.queue_offload(seg);
+            }
         }
         Ok(())
     }

@@ -222,7 +222,8 @@ impl GpuDevice {
         let rows = [
             0.0f32, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 5.0, 9.0, 9.0, 9.0, 9.0,
         ];
-        let index = self.upload_flat(4, Metric::L2, &rows)?;
+        // Not held to the reserve: the check is about the kernels, and its copy goes at once.
+        let index = self.flat(false, 4, Metric::L2, &rows)?;
         let hits = index.search(&[0.9, 1.0, 1.1, 1.0], &SearchParams::new(2), None, 0)?;
         match hits
             .first()
@@ -245,8 +246,8 @@ impl GpuDevice {
     }
 
     /// Fails with `OutOfMemory` when `needed` bytes would not leave the reserve free.
-    fn check_fits(&self, needed: u64, free: u64) -> Result<(), GpuError> {
-        if !self.preflight || needed + self.settings.reserve_bytes <= free {
+    fn check_fits(&self, preflight: bool, needed: u64, free: u64) -> Result<(), GpuError> {
+        if !preflight || needed + self.settings.reserve_bytes <= free {
             return Ok(());
         }
         Err(GpuError::OutOfMemory {
@@ -260,6 +261,7 @@ impl GpuDevice {
     /// Runs an upload under the lock: checks the space, measures what the new index took.
     fn upload(
         self: &Arc<Self>,
+        preflight: bool,
         estimate: u64,
         rows: usize,
         dim: usize,
@@ -269,7 +271,7 @@ impl GpuDevice {
         let device = self.settings.device;
         let res = self.lock();
         let (free, _) = memory(device)?;
-        self.check_fits(estimate, free)?;
+        self.check_fits(preflight, estimate, free)?;
         let mut out: *mut c_void = ptr::null_mut();
         shim(|e, l| make(&res, &mut out, e, l))?;
         let index = GpuIndex {
@@ -304,17 +306,34 @@ impl GpuDevice {
         let estimate = cpu.memory_bytes() as u64 + rows as u64 * 8 + UPLOAD_OVERHEAD;
         let device = self.settings.device;
         let raw = cpu.raw();
-        self.upload(estimate, rows, cpu.dim(), spec.nlist(), |res, out, e, l| {
-            // SAFETY: `res` is locked; `raw` is a valid CPU index that outlives the call and
-            // is only read; the shim writes the new index into `out` or leaves it null.
-            unsafe { proxima_gpu_clone(res.0.cast(), device, raw as *const c_void, out, e, l) }
-        })
+        self.upload(
+            self.preflight,
+            estimate,
+            rows,
+            cpu.dim(),
+            spec.nlist(),
+            |res, out, e, l| {
+                // SAFETY: `res` is locked; `raw` is a valid CPU index that outlives the call and
+                // is only read; the shim writes the new index into `out` or leaves it null.
+                unsafe { proxima_gpu_clone(res.0.cast(), device, raw as *const c_void, out, e, l) }
+            },
+        )
     }
 
     /// Puts `rows` (row-major, `dim` floats each) into a GPU flat index: exact search on the
     /// device for a segment searched exactly on the CPU.
     pub fn upload_flat(
         self: &Arc<Self>,
+        dim: usize,
+        metric: Metric,
+        rows: &[f32],
+    ) -> Result<GpuIndex, GpuError> {
+        self.flat(self.preflight, dim, metric, rows)
+    }
+
+    fn flat(
+        self: &Arc<Self>,
+        preflight: bool,
         dim: usize,
         metric: Metric,
         rows: &[f32],
@@ -326,7 +345,7 @@ impl GpuDevice {
             Metric::InnerProduct | Metric::Cosine => 0,
         };
         let device = self.settings.device;
-        self.upload(estimate, n, dim, None, |res, out, e, l| {
+        self.upload(preflight, estimate, n, dim, None, |res, out, e, l| {
             // SAFETY: `res` is locked; `rows` holds `n * dim` floats and is only read.
             unsafe {
                 proxima_gpu_flat(

@@ -333,7 +333,7 @@ fn the_engine_searches_sealed_segments_on_the_gpu_and_falls_back_to_the_cpu() {
             .iter()
             .flatten()
             .all(|h| h.id >= 3_000 && !doomed.contains(&h.id)));
-        // After a restart the loaded segments go straight back to the GPU.
+        // After a restart the loaded segments go back to the GPU (in the background).
         drop(g);
         drop(on_gpu);
         let reopened = open(gpu_dir.path(), true);
@@ -347,4 +347,62 @@ fn the_engine_searches_sealed_segments_on_the_gpu_and_falls_back_to_the_cpu() {
             .flatten()
             .all(|h| h.id >= 3_000 && !doomed.contains(&h.id)));
     }
+}
+
+#[test]
+fn an_engine_whose_segments_do_not_fit_searches_on_the_cpu() {
+    let _g = DEVICE.lock();
+    if test_device(true).is_none() {
+        return;
+    }
+    let (n, dim, k) = (6_000, 32, 10);
+    let base = data(n, dim, 8);
+    let queries = data(20, dim, 9);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(dir.path());
+    config.consistency_timeout = Duration::from_secs(30);
+    // No upload can leave this much free: every copy is refused as out of memory.
+    config.gpu = Some(GpuSettings {
+        min_rows: 1,
+        reserve_bytes: 1 << 50,
+        ..GpuSettings::new(0)
+    });
+    let engine = Engine::open(config).unwrap();
+    let c = engine
+        .create_collection(CollectionSchema {
+            name: "docs".into(),
+            dim,
+            metric: Metric::Cosine,
+            index: IndexSpec::IvfFlat { nlist: 16 },
+            num_shards: 1,
+            auto_id: false,
+        })
+        .unwrap();
+    let row_ids: Vec<u64> = (0..n as u64).collect();
+    let refused = STATS.fallbacks(Fallback::OutOfMemory);
+    c.insert(&base, Some(&row_ids)).unwrap();
+    c.flush().unwrap();
+    assert!(c.wait_index_ready(Duration::from_secs(120)));
+    wait_until("the refused upload to be counted", || {
+        STATS.fallbacks(Fallback::OutOfMemory) > refused
+    });
+    let info = c.describe();
+    assert_eq!(info.memory.gpu_bytes, 0);
+    let searches = STATS.searches();
+    let hits = c
+        .search(
+            &queries,
+            &SearchParams::new(k).with_nprobe(16),
+            ConsistencyLevel::Strong,
+            None,
+        )
+        .unwrap()
+        .hits;
+    assert_eq!(
+        STATS.searches(),
+        searches,
+        "nothing is on the GPU to search"
+    );
+    let truth = exact_search(&base, None, &queries, dim, Metric::Cosine, k, None);
+    assert!(recall_at_k(&hits, &ids(&truth), k) >= 0.9);
 }
