@@ -2,16 +2,18 @@
 //! sealed segments, report progress, write the index file and swap it in atomically.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use proxima_core::{IndexSpec, VectorIndex};
 
 use super::collection::Collection;
 use super::error::EngineResult;
-use super::segment::{sync_dir, BuildProgress, ReadyIndex, SealedSegment};
+use super::segment::{sync_dir, BuildProgress, Offloaded, ReadyIndex, SealedSegment};
 use crate::index::faiss_backend::FaissIndex;
+use crate::index::gpu;
 
 /// Rows added per FAISS call (progress granularity).
 const ADD_CHUNK: usize = 8192;
@@ -26,29 +28,27 @@ pub struct BuildJob {
     pub generation: u64,
 }
 
-/// Work for the build threads.
-enum Job {
-    Build(BuildJob),
-    /// Copy a sealed segment to the GPU: after a restart (so that opening does not wait for
-    /// the copies), and again after a copy did not fit.
-    Offload {
-        collection: Weak<Collection>,
-        segment: Arc<SealedSegment>,
-    },
+/// A sealed segment to copy to the GPU.
+struct OffloadJob {
+    collection: Weak<Collection>,
+    segment: Weak<SealedSegment>,
 }
 
-/// The build pool.
+/// The build pool, and the thread that copies sealed segments to the GPU (after their build,
+/// after a restart, and again once memory is freed after a copy did not fit). Copies have a
+/// thread of their own, so builds never queue behind them; the device takes one at a time.
 pub struct IndexBuilder {
-    tx: Mutex<Option<Sender<Job>>>,
+    tx: Mutex<Option<Sender<BuildJob>>>,
+    offload_tx: Mutex<Option<Sender<OffloadJob>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl IndexBuilder {
     /// Starts `threads` build threads.
     pub fn new(threads: usize) -> Arc<Self> {
-        let (tx, rx) = channel::<Job>();
+        let (tx, rx) = channel::<BuildJob>();
         let rx = Arc::new(Mutex::new(rx));
-        let handles = (0..threads.max(1))
+        let mut handles: Vec<_> = (0..threads.max(1))
             .map(|i| {
                 let rx = rx.clone();
                 std::thread::Builder::new()
@@ -57,8 +57,16 @@ impl IndexBuilder {
                     .expect("spawn index build thread")
             })
             .collect();
+        let (offload_tx, offload_rx) = channel::<OffloadJob>();
+        handles.push(
+            std::thread::Builder::new()
+                .name("gpu-offload".into())
+                .spawn(move || offload_worker(offload_rx))
+                .expect("spawn GPU offload thread"),
+        );
         Arc::new(Self {
             tx: Mutex::new(Some(tx)),
+            offload_tx: Mutex::new(Some(offload_tx)),
             threads: Mutex::new(handles),
         })
     }
@@ -76,46 +84,39 @@ impl IndexBuilder {
             }));
         }
         if let Some(tx) = &*self.tx.lock() {
-            let _ = tx.send(Job::Build(job));
+            let _ = tx.send(job);
         }
     }
 
-    /// Queues a copy of `segment` to the collection's GPU.
-    pub fn submit_offload(&self, collection: Weak<Collection>, segment: Arc<SealedSegment>) {
-        if let Some(tx) = &*self.tx.lock() {
-            let _ = tx.send(Job::Offload {
+    /// Queues a copy of `segment` to the collection's GPU, unless one is queued already.
+    pub fn submit_offload(&self, collection: Weak<Collection>, segment: &Arc<SealedSegment>) {
+        if segment.offload_queued.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(tx) = &*self.offload_tx.lock() {
+            let _ = tx.send(OffloadJob {
                 collection,
-                segment,
+                segment: Arc::downgrade(segment),
             });
         }
     }
 
-    /// Stops the threads after the queued jobs.
+    /// Stops the threads after the queued jobs (copies to the GPU of closed collections are
+    /// skipped).
     pub fn shutdown(&self) {
         self.tx.lock().take();
+        self.offload_tx.lock().take();
         for h in self.threads.lock().drain(..) {
             let _ = h.join();
         }
     }
 }
 
-fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
+fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
     loop {
         let job = match rx.lock().recv() {
             Ok(job) => job,
             Err(_) => return,
-        };
-        let job = match job {
-            Job::Build(job) => job,
-            Job::Offload {
-                collection,
-                segment,
-            } => {
-                if let Some(collection) = collection.upgrade() {
-                    collection.offload(&segment);
-                }
-                continue;
-            }
         };
         let Some(collection) = job.collection.upgrade() else {
             continue;
@@ -129,8 +130,45 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
                 Some(format!("index build failed: {e}")),
             );
             // The segment keeps serving what it served (or its rows): that can go on the GPU.
-            collection.offload(&job.segment);
+            collection.queue_offload(&job.segment);
         }
+    }
+}
+
+/// Copies segments to the GPU one at a time. Copies refused for lack of room are kept and
+/// tried again after the next GPU index is freed.
+fn offload_worker(rx: Receiver<OffloadJob>) {
+    let mut no_room: Vec<OffloadJob> = Vec::new();
+    let mut frees_seen = gpu::STATS.frees();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(job) => {
+                if let Some(segment) = job.segment.upgrade() {
+                    segment.offload_queued.store(false, Ordering::SeqCst);
+                }
+                offload(job, &mut no_room);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let frees = gpu::STATS.frees();
+                if frees != frees_seen {
+                    frees_seen = frees;
+                    for job in std::mem::take(&mut no_room) {
+                        offload(job, &mut no_room);
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn offload(job: OffloadJob, no_room: &mut Vec<OffloadJob>) {
+    let (Some(collection), Some(segment)) = (job.collection.upgrade(), job.segment.upgrade())
+    else {
+        return;
+    };
+    if collection.offload(&segment) == Offloaded::NoRoom {
+        no_room.push(job);
     }
 }
 
@@ -166,7 +204,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
         drop(retired);
         finish(Some("FLAT: exact search over the segment's rows".into()));
         let persisted = collection.persist_indexes();
-        collection.offload(segment);
+        collection.queue_offload(segment);
         return persisted;
     }
     let needed = job.spec.min_training_vectors();
@@ -176,7 +214,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
             job.spec
         )));
         let persisted = collection.persist_indexes();
-        collection.offload(segment);
+        collection.queue_offload(segment);
         return persisted;
     }
     let mut index = FaissIndex::new(dim, metric, job.spec)?;
@@ -241,7 +279,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     // The old index and its GPU copy go only now, outside the slot lock (freeing a GPU copy
     // waits for the device).
     drop(old);
-    collection.offload(segment);
+    collection.queue_offload(segment);
     persisted?;
     tracing::info!(segment = segment.id, spec = %job.spec, rows, "index ready");
     Ok(())

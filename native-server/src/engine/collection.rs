@@ -37,7 +37,7 @@ use super::error::{EngineError, EngineResult};
 use super::manifest::{IndexEntry, Manifest, SegmentEntry};
 use super::schema::CollectionSchema;
 use super::search_pool::SearchPool;
-use super::segment::{sync_dir, ReadyIndex, SealedSegment, SegmentInfo};
+use super::segment::{sync_dir, Offloaded, ReadyIndex, SealedSegment, SegmentInfo};
 use super::shard::{Location, SealedEntry, ShardState};
 use super::wal::{Wal, WalOp, WalRecord};
 use crate::index::faiss_backend::FaissIndex;
@@ -290,7 +290,7 @@ impl Collection {
             closed: AtomicBool::new(false),
             me: me.clone(),
         });
-        for segment in built {
+        for segment in &built {
             collection.queue_offload(segment);
         }
         collection.start_applier();
@@ -710,21 +710,26 @@ impl Collection {
         self.write_manifest(&meta)
     }
 
-    /// Copies a sealed segment to the engine's GPU, if it has one (see
-    /// [`SealedSegment::offload`]).
-    pub(crate) fn offload(&self, segment: &SealedSegment) {
-        if self.closed.load(Ordering::SeqCst) {
-            return;
+    /// Copies a sealed segment of this collection to the engine's GPU, if it has one (see
+    /// [`SealedSegment::offload`]). Runs on the offload thread; holds no lock while copying.
+    pub(crate) fn offload(&self, segment: &SealedSegment) -> Offloaded {
+        let Some(gpu) = &self.gpu else {
+            return Offloaded::Skipped;
+        };
+        // Gone with a compaction, or the collection closed: nothing to copy.
+        let member = self
+            .shards
+            .iter()
+            .any(|s| s.read().sealed.iter().any(|e| e.segment.id == segment.id));
+        if self.closed.load(Ordering::SeqCst) || !member {
+            return Offloaded::Skipped;
         }
-        if let Some(gpu) = &self.gpu {
-            // Not under the schema lock: an upload can take seconds.
-            let metric = self.schema.read().metric;
-            segment.offload(gpu, metric);
-        }
+        let metric = self.schema.read().metric;
+        segment.offload(gpu, metric)
     }
 
-    /// Queues a copy of `segment` to the GPU on the build threads, if the engine has a GPU.
-    fn queue_offload(&self, segment: Arc<SealedSegment>) {
+    /// Queues a copy of `segment` to the GPU, if the engine has a GPU.
+    pub(crate) fn queue_offload(&self, segment: &Arc<SealedSegment>) {
         if self.gpu.is_some() {
             self.builder.submit_offload(self.me.clone(), segment);
         }
@@ -799,13 +804,15 @@ impl Collection {
     /// Seals growing segments (and with `compact`, rewrites sealed segments with deleted rows),
     /// writes live bitmaps and the manifest, then truncates the WAL. Applier thread only.
     fn checkpoint(&self, compact: bool) -> EngineResult<()> {
+        // Segments compacted away: declared first, so that they are released after the locks
+        // also on an early return.
+        let mut retired = Vec::new();
         let mut meta = self.meta.lock();
         let seq = *self.applied.lock();
         let dim = self.schema.read().dim;
         let ratio = self.config.auto_compact_deleted_ratio;
         let mut new_segments = Vec::new();
         let mut dropped = Vec::new();
-        let mut retired = Vec::new();
         for (s, shard_lock) in self.shards.iter().enumerate() {
             // Rows to write: the growing segment's live rows, plus (compaction) the live rows
             // of sealed segments with deletions.
@@ -912,7 +919,7 @@ impl Collection {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            for seg in waiting {
+            for seg in &waiting {
                 self.queue_offload(seg);
             }
         }

@@ -8,7 +8,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -152,6 +152,22 @@ pub struct SealedSegment {
     rows: usize,
     map: Mmap,
     pub slot: RwLock<IndexSlot>,
+    /// A copy to the GPU is queued (at most one is).
+    pub offload_queued: AtomicBool,
+}
+
+/// What [`SealedSegment::offload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offloaded {
+    /// The segment has a GPU copy now.
+    Copied,
+    /// Nothing to do: already copied, not for the GPU (HNSW, too few rows), mid-build, or
+    /// superseded while copying.
+    Skipped,
+    /// The device had no room: worth trying again once GPU memory is freed.
+    NoRoom,
+    /// Another GPU error (logged and counted).
+    Failed,
 }
 
 /// What `describe` reports for a segment.
@@ -278,6 +294,7 @@ impl SealedSegment {
             rows: n,
             map,
             slot: RwLock::new(IndexSlot::default()),
+            offload_queued: AtomicBool::new(false),
         })
     }
 
@@ -399,38 +416,46 @@ impl SealedSegment {
     /// Copies the segment's serving index to the GPU, or its rows while it is searched exactly
     /// (HNSW segments, those below the GPU's `min_rows` and those with a build under way stay
     /// on the CPU). A copy that does not fit leaves the segment on the CPU (logged, counted).
-    pub fn offload(&self, device: &Arc<GpuDevice>, metric: Metric) {
+    pub fn offload(&self, device: &Arc<GpuDevice>, metric: Metric) -> Offloaded {
         if self.rows < device.settings().min_rows.max(1) {
-            return;
+            return Offloaded::Skipped;
         }
         let ready = {
             let slot = self.slot.read();
             if slot.building.is_some() || slot.gpu.is_some() {
-                return;
+                return Offloaded::Skipped;
             }
             slot.ready.clone()
         };
         let generation = ready.as_ref().map(|r| r.generation);
         let uploaded = match &ready {
-            Some(r) if !gpu::runs_on_gpu(&r.spec) => return,
+            Some(r) if !gpu::runs_on_gpu(&r.spec) => return Offloaded::Skipped,
             Some(r) => device.upload_index(&r.index),
             None => device.upload_flat(self.dim, metric, self.vectors()),
         };
         match uploaded {
             Ok(index) => {
                 let mut slot = self.slot.write();
-                // A swap meanwhile made this copy stale: drop it.
-                if slot.ready.as_ref().map(|r| r.generation) == generation && slot.gpu.is_none() {
-                    tracing::info!(
-                        segment = self.id,
-                        rows = self.rows,
-                        bytes = index.memory_bytes(),
-                        "segment on the GPU"
-                    );
-                    slot.gpu = Some(Arc::new(index));
+                // A swap meanwhile made this copy stale: it is dropped.
+                if slot.ready.as_ref().map(|r| r.generation) != generation || slot.gpu.is_some() {
+                    return Offloaded::Skipped;
+                }
+                tracing::info!(
+                    segment = self.id,
+                    rows = self.rows,
+                    bytes = index.memory_bytes(),
+                    "segment on the GPU"
+                );
+                slot.gpu = Some(Arc::new(index));
+                Offloaded::Copied
+            }
+            Err(e) => {
+                gpu::fall_back(self.id, "upload", &e);
+                match e.reason() {
+                    gpu::Fallback::OutOfMemory => Offloaded::NoRoom,
+                    _ => Offloaded::Failed,
                 }
             }
-            Err(e) => gpu::fall_back(self.id, "upload", &e),
         }
     }
 

@@ -144,13 +144,46 @@ impl Drop for Resources {
     }
 }
 
+/// A GPU index whose owner was dropped while the device was busy; freed by the next holder
+/// of the device lock.
+struct PendingFree {
+    raw: *mut sys::FaissIndex,
+    bytes: u64,
+}
+
+// SAFETY: the pointer is only freed, by whoever holds the device lock next.
+unsafe impl Send for PendingFree {}
+
 /// One CUDA device and FAISS's resources on it.
 pub struct GpuDevice {
     settings: GpuSettings,
     res: Mutex<Resources>,
+    /// Indexes to free: dropping a [`GpuIndex`] never waits for the device (its owner may hold
+    /// a shard lock), so a drop while an upload or search runs leaves the free to the next
+    /// holder of `res`. Lock order: `res`, then `pending`.
+    pending: Mutex<Vec<PendingFree>>,
     /// Whether uploads check free memory first (turned off by tests that provoke a real
     /// out-of-memory inside FAISS).
     preflight: bool,
+}
+
+impl Drop for GpuDevice {
+    fn drop(&mut self) {
+        // Before `res` (the resources the indexes were allocated from) is freed.
+        for p in std::mem::take(self.pending.get_mut()) {
+            free_index(p.raw, p.bytes);
+        }
+    }
+}
+
+/// Frees a GPU index made by the shim; the caller holds the device lock (or owns the device).
+fn free_index(raw: *mut sys::FaissIndex, bytes: u64) {
+    // SAFETY: `raw` came from the shim and is freed exactly once.
+    let freed = shim(|e, l| unsafe { proxima_gpu_free(raw.cast(), e, l) });
+    STATS.release(bytes);
+    if let Err(e) = freed {
+        tracing::error!(error = %e, "freeing a GPU index failed");
+    }
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -204,6 +237,7 @@ impl GpuDevice {
         let gpu = Arc::new(Self {
             settings: settings.clone(),
             res: Mutex::new(res),
+            pending: Mutex::new(Vec::new()),
             preflight,
         });
         gpu.self_check()?;
@@ -241,8 +275,26 @@ impl GpuDevice {
         &self.settings
     }
 
+    /// Takes the device lock, waiting as long as it takes.
     fn lock(&self) -> MutexGuard<'_, Resources> {
-        self.res.lock()
+        let held = self.res.lock();
+        self.free_pending(&held);
+        held
+    }
+
+    /// Takes the device lock if it comes within `wait`.
+    fn lock_within(&self, wait: Duration) -> Option<MutexGuard<'_, Resources>> {
+        let held = self.res.try_lock_for(wait)?;
+        self.free_pending(&held);
+        Some(held)
+    }
+
+    /// Frees the indexes dropped while the device was busy; `_held` proves the lock is held.
+    fn free_pending(&self, _held: &Resources) {
+        let pending = std::mem::take(&mut *self.pending.lock());
+        for p in pending {
+            free_index(p.raw, p.bytes);
+        }
     }
 
     /// Fails with `OutOfMemory` when `needed` bytes would not leave the reserve free.
@@ -442,7 +494,7 @@ impl GpuIndex {
                 reason: "nprobe is above the GPU's limit of 2048",
             });
         }
-        let Some(res) = self.device.res.try_lock_for(DEVICE_WAIT) else {
+        let Some(res) = self.device.lock_within(DEVICE_WAIT) else {
             return Err(GpuError::Busy);
         };
         // SAFETY: `raw` is a valid GPU index of dimension `dim`; the device lock serialises
@@ -464,14 +516,18 @@ impl GpuIndex {
 }
 
 impl Drop for GpuIndex {
+    /// Never waits for the device: frees now if it is free, else leaves the index to the next
+    /// holder of the device lock.
     fn drop(&mut self) {
-        let res = self.device.lock();
-        // SAFETY: `raw` came from the shim and is freed once, with the device lock held.
-        let freed = shim(|e, l| unsafe { proxima_gpu_free(self.raw.cast(), e, l) });
-        drop(res);
-        STATS.release(self.bytes);
-        if let Err(e) = freed {
-            tracing::error!(error = %e, "freeing a GPU index failed");
+        match self.device.res.try_lock() {
+            Some(held) => {
+                self.device.free_pending(&held);
+                free_index(self.raw, self.bytes);
+            }
+            None => self.device.pending.lock().push(PendingFree {
+                raw: self.raw,
+                bytes: self.bytes,
+            }),
         }
     }
 }

@@ -176,6 +176,7 @@ pub struct GpuStats {
     fallbacks: [AtomicU64; 4],
     replicas: AtomicU64,
     bytes: AtomicU64,
+    frees: AtomicU64,
 }
 
 /// The process's GPU counters.
@@ -189,6 +190,7 @@ pub static STATS: GpuStats = GpuStats {
     ],
     replicas: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
+    frees: AtomicU64::new(0),
 };
 
 impl GpuStats {
@@ -212,6 +214,11 @@ impl GpuStats {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// GPU indexes freed so far (a copy refused for lack of memory may fit after one).
+    pub fn frees(&self) -> u64 {
+        self.frees.load(Ordering::Relaxed)
+    }
+
     #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     pub(crate) fn searched(&self) {
         self.searches.fetch_add(1, Ordering::Relaxed);
@@ -231,6 +238,7 @@ impl GpuStats {
     pub(crate) fn release(&self, bytes: u64) {
         self.replicas.fetch_sub(1, Ordering::Relaxed);
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.frees.fetch_add(1, Ordering::Relaxed);
     }
 }
 
