@@ -11,8 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/gpu-toolkit.sh)"
-target="${CARGO_TARGET_DIR:-target}"
-out="$target/gpu-bundle"
+# The archive always lands in the repository's target/ (a path the device runner can carry),
+# whatever CARGO_TARGET_DIR the build uses.
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+out="$stage/gpu-bundle"
+archive="target/gpu-bundle.tar.xz"
+mkdir -p target
 
 cargo test --release -p proxima-server --features gpu --no-run
 bin="$(cargo test --release -p proxima-server --features gpu --no-run --message-format=json 2>/dev/null |
@@ -26,7 +31,6 @@ for line in sys.stdin:
         print(m["executable"])')"
 [ -x "$bin" ] || { echo "no test binary found" >&2; exit 1; }
 
-rm -rf "$out"
 mkdir -p "$out/lib"
 cp "$bin" "$out/proxima-server-tests"
 strip "$out/proxima-server-tests"
@@ -47,6 +51,6 @@ if [ $# -eq 0 ]; then set -- index::gpu; fi
 exec "$here/proxima-server-tests" "$@" --test-threads 1 --nocapture
 RUN
 chmod +x "$out/run-tests.sh"
-tar -cJf "$out.tar.xz" -C "$target" gpu-bundle
-du -sh "$out" "$out.tar.xz" >&2
-echo "$out.tar.xz"
+tar -cJf "$archive" -C "$stage" gpu-bundle
+du -sh "$out" "$archive" >&2
+echo "$archive"
