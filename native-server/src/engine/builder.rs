@@ -44,8 +44,8 @@ pub struct IndexBuilder {
 }
 
 impl IndexBuilder {
-    /// Starts `threads` build threads.
-    pub fn new(threads: usize) -> Arc<Self> {
+    /// Starts `threads` build threads, and with `gpu` the thread that copies segments to it.
+    pub fn new(threads: usize, gpu: bool) -> Arc<Self> {
         let (tx, rx) = channel::<BuildJob>();
         let rx = Arc::new(Mutex::new(rx));
         let mut handles: Vec<_> = (0..threads.max(1))
@@ -57,16 +57,19 @@ impl IndexBuilder {
                     .expect("spawn index build thread")
             })
             .collect();
-        let (offload_tx, offload_rx) = channel::<OffloadJob>();
-        handles.push(
-            std::thread::Builder::new()
-                .name("gpu-offload".into())
-                .spawn(move || offload_worker(offload_rx))
-                .expect("spawn GPU offload thread"),
-        );
+        let offload_tx = gpu.then(|| {
+            let (offload_tx, offload_rx) = channel::<OffloadJob>();
+            handles.push(
+                std::thread::Builder::new()
+                    .name("gpu-offload".into())
+                    .spawn(move || offload_worker(offload_rx))
+                    .expect("spawn GPU offload thread"),
+            );
+            offload_tx
+        });
         Arc::new(Self {
             tx: Mutex::new(Some(tx)),
-            offload_tx: Mutex::new(Some(offload_tx)),
+            offload_tx: Mutex::new(offload_tx),
             threads: Mutex::new(handles),
         })
     }

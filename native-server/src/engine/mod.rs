@@ -55,7 +55,7 @@ impl Engine {
         fs::create_dir_all(&root).map_err(EngineError::io(format!("create {}", root.display())))?;
         let gpu = config.gpu.as_ref().map(GpuDevice::open).transpose()?;
         let config = Arc::new(config);
-        let builder = IndexBuilder::new(config.build_threads);
+        let builder = IndexBuilder::new(config.build_threads, gpu.is_some());
         let searcher = SearchPool::new(config.search_threads)?;
         let mut collections = BTreeMap::new();
         for entry in
