@@ -17,8 +17,11 @@
 //! * **Busy.** A search that waits more than 50 ms for the device (an upload holds it, or
 //!   many searches queue) is answered by the CPU index.
 //!
-//! One [`GpuDevice`] per process owns FAISS's `StandardGpuResources`, which are not safe to use
-//! from two threads at once: uploads, searches and frees take its lock in turn.
+//! The engine opens one [`GpuDevice`], which owns FAISS's `StandardGpuResources` for the device.
+//! Those are not safe to use from two threads at once: uploads and searches take its lock in
+//! turn, and a copy dropped while the lock is taken is freed by its next holder (dropping never
+//! waits, since the owner may hold a shard lock). Copies are made on the engine's offload
+//! thread (`engine/builder.rs`).
 //! Without the feature, [`GpuDevice`] and [`GpuIndex`] are uninhabited types, so no value of
 //! them exists and the code paths that use one are statically dead.
 
