@@ -107,6 +107,8 @@ pub struct IndexSlot {
     pub note: Option<String>,
     /// The copy on the GPU of `ready` (or of the rows, while there is no index).
     pub gpu: Option<Arc<GpuIndex>>,
+    /// Why the last copy to the GPU failed (cleared by a copy that succeeds).
+    pub gpu_note: Option<String>,
 }
 
 impl IndexSlot {
@@ -183,6 +185,9 @@ pub struct SegmentInfo {
     pub mapped_bytes: u64,
     /// Device memory of the segment's GPU copy (0: searched on the CPU).
     pub gpu_bytes: u64,
+    /// Why the segment is not on the GPU, when a copy failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_note: Option<String>,
 }
 
 /// Index state of a segment, for `describe`.
@@ -447,10 +452,12 @@ impl SealedSegment {
                     "segment on the GPU"
                 );
                 slot.gpu = Some(Arc::new(index));
+                slot.gpu_note = None;
                 Offloaded::Copied
             }
             Err(e) => {
                 gpu::fall_back(self.id, "upload", &e);
+                self.slot.write().gpu_note = Some(format!("searched on the CPU: {e}"));
                 match e.reason() {
                     gpu::Fallback::OutOfMemory => Offloaded::NoRoom,
                     _ => Offloaded::Failed,
@@ -498,6 +505,7 @@ impl SealedSegment {
                 + self.rows.div_ceil(8) as u64,
             mapped_bytes: self.map.len() as u64,
             gpu_bytes: slot.gpu.as_ref().map_or(0, |g| g.memory_bytes()),
+            gpu_note: slot.gpu_note.clone(),
             index,
         }
     }

@@ -143,6 +143,7 @@ impl ShardState {
             memory_bytes: self.growing.memory_bytes() as u64,
             mapped_bytes: 0,
             gpu_bytes: 0,
+            gpu_note: None,
         }];
         out.extend(self.sealed.iter().map(|e| e.segment.info(e.live_count)));
         out

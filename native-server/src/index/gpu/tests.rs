@@ -388,6 +388,15 @@ fn an_engine_whose_segments_do_not_fit_searches_on_the_cpu() {
     });
     let info = c.describe();
     assert_eq!(info.memory.gpu_bytes, 0);
+    let sealed = info.segments.iter().find(|s| s.state == "sealed").unwrap();
+    assert!(
+        sealed
+            .gpu_note
+            .as_deref()
+            .is_some_and(|n| n.contains("out of memory")),
+        "{:?}",
+        sealed.gpu_note
+    );
     let searches = STATS.searches();
     let hits = c
         .search(
