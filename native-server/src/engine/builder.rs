@@ -280,7 +280,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
         let _ = std::fs::remove_file(segment.dir.join(&old.file));
     }
     // The old index and its GPU copy go only now, outside the slot lock (freeing a GPU copy
-    // waits for the device).
+    // works on the device).
     drop(old);
     collection.queue_offload(segment);
     persisted?;

@@ -863,7 +863,7 @@ impl Collection {
                 .partition(|e| victims.contains(&e.segment.id));
             shard.sealed = kept;
             dropped.extend(gone.iter().map(|e| e.segment.dir.clone()));
-            // Released after the locks: freeing a GPU copy waits for the device.
+            // Released after the locks: freeing a GPU copy works on the device.
             retired.extend(gone);
             if let Some(seg) = segment {
                 for (row, &id) in seg.ids().iter().enumerate() {

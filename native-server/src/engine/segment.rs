@@ -114,7 +114,7 @@ pub struct IndexSlot {
 impl IndexSlot {
     /// Puts `ready` in service and returns what it replaces: the old index, and a GPU copy
     /// of it (one of the rows stays while the segment stays exact). Drop them after releasing
-    /// the slot lock: freeing a GPU copy waits for the device.
+    /// the slot lock: freeing a GPU copy works on the device (when it is not busy).
     pub fn serve(&mut self, ready: Option<ReadyIndex>) -> Retired {
         let gpu = if ready.is_some() || self.ready.is_some() {
             self.gpu.take()
