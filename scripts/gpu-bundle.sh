@@ -42,9 +42,14 @@ cat > "$out/run-tests.sh" <<'RUN'
 # Runs the bundled proxima-server tests (default: the GPU ones) with the bundled libraries.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+# CUDA 13's runtime and cuBLAS: a CUDA install, or NVIDIA's Python wheels (as PyTorch images
+# carry them).
 cuda_libs=""
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-  [ -d "$d" ] && cuda_libs="$cuda_libs:$d"
+for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
+  if ! ldconfig -p 2>/dev/null | grep -q "$lib"; then
+    found="$(find /usr/local /opt /usr/lib -maxdepth 9 -name "$lib" 2>/dev/null | head -n 1)"
+    [ -n "$found" ] && cuda_libs="$cuda_libs:$(dirname "$found")"
+  fi
 done
 export LD_LIBRARY_PATH="$here/lib${cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ $# -eq 0 ]; then set -- index::gpu; fi
