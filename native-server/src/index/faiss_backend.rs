@@ -338,7 +338,8 @@ pub(crate) fn hits_from(
         .collect()
 }
 
-fn check_rc(rc: i32) -> Result<()> {
+/// Maps a FAISS C API return code to `Ok` or its last error message.
+pub(crate) fn check_rc(rc: i32) -> Result<()> {
     if rc == 0 {
         return Ok(());
     }

@@ -11,7 +11,7 @@ use parking_lot::{Mutex, MutexGuard};
 use proxima_core::{Bitmap, Hit, Metric, SearchParams, VectorIndex};
 
 use super::{arch_supports, runs_on_gpu, GpuError, GpuSettings, GPU_MAX_K, STATS};
-use crate::index::faiss_backend::{hits_from, search_raw, FaissIndex, DEFAULT_NPROBE};
+use crate::index::faiss_backend::{check_rc, hits_from, search_raw, FaissIndex, DEFAULT_NPROBE};
 
 // shim.cpp (compiled by build.rs): every call returns 0, 1 (out of memory) or 2 (other error)
 // and writes a message into `err`.
@@ -417,22 +417,11 @@ impl GpuDevice {
 }
 
 fn check(rc: c_int) -> Result<(), GpuError> {
-    if rc == 0 {
-        return Ok(());
-    }
-    // SAFETY: faiss_get_last_error returns a thread-local C string or null.
-    let message = unsafe {
-        let p = sys::faiss_get_last_error();
-        if p.is_null() {
-            format!("FAISS error code {rc}")
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    };
-    Err(from_core(proxima_core::Error::Backend { message }))
+    check_rc(rc).map_err(from_core)
 }
 
-/// A segment's index on the device; freed (under the device lock) when dropped.
+/// A segment's index on the device; freed when dropped (at once, or by the next holder of the
+/// device lock when it is busy).
 pub struct GpuIndex {
     raw: *mut sys::FaissIndex,
     device: Arc<GpuDevice>,
