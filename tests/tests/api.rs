@@ -678,6 +678,11 @@ fn every_endpoint_and_every_kind_of_bad_input() {
         404,
         "collection_not_found",
     );
+    let text = call(&s, "GET", "/metrics", None).json;
+    assert!(
+        !text.as_str().unwrap().contains(r#"collection="c""#),
+        "a dropped collection's series must go: {text}"
+    );
     assert_eq!(s.terminate(), Some(0), "SIGTERM must shut down cleanly");
 }
 

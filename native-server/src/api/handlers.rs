@@ -158,6 +158,7 @@ pub fn describe(s: &AppState, c: &Call) -> Answer {
 
 pub fn drop(s: &AppState, c: &Call) -> Answer {
     s.engine_or_503()?.drop_collection(c.name())?;
+    s.metrics.forget(c.name());
     tracing::info!(collection = c.name(), "collection dropped");
     ok(&j!({ "dropped": c.name() }))
 }

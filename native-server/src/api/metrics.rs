@@ -2,6 +2,9 @@
 //! query/insert/delete counters (rates give QPS), and gauges read from the engine at scrape
 //! time (vectors, index build progress, memory, WAL size), and the GPU counters.
 
+use std::collections::HashMap;
+
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -225,6 +228,17 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
+    /// Forgets every series labelled with `collection`, once it is dropped: creating and
+    /// dropping collections must not grow the exposition without bound. A collection created
+    /// again under the same name starts its counters from zero (a counter reset to Prometheus).
+    pub fn forget(&self, collection: &str) {
+        forget_in(&self.requests, collection);
+        forget_in(&self.latency, collection);
+        forget_in(&self.queries, collection);
+        forget_in(&self.inserted, collection);
+        forget_in(&self.deleted, collection);
+    }
+
     /// The text exposition, with the gauges refreshed from `engine`. It never waits for the
     /// applier: vector counts are those of the writes applied so far, and
     /// `proxima_apply_lag_operations` says how many acknowledged operations are still to apply.
@@ -284,6 +298,23 @@ impl Default for Metrics {
     }
 }
 
+/// Removes the series of `vec` whose `collection` label is `collection`.
+fn forget_in<T: MetricVecBuilder>(vec: &MetricVec<T>, collection: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.get_name(), l.get_value()))
+                .collect();
+            if labels.get("collection") == Some(&collection) {
+                // The label names come from the vector itself: removal cannot mismatch.
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
 /// Resident set size from `/proc/self/statm` (Linux; `None` elsewhere).
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -308,5 +339,25 @@ mod tests {
         assert!(text.contains(r#"proxima_gpu_fallbacks_total{reason="out_of_memory"} 0"#));
         assert!(text.contains("proxima_gpu_memory_bytes 0"));
         assert!(text.contains("proxima_ready 0"));
+    }
+
+    #[test]
+    fn a_dropped_collection_leaves_no_series() {
+        let m = Metrics::new();
+        for name in ["gone", "kept"] {
+            m.observe("/v1/collections/{name}/search", "POST", 200, name, 0.003);
+            m.observe("/v1/collections/{name}/vectors", "POST", 200, name, 0.001);
+            m.searched(name, 10);
+            m.inserted(name, 5);
+            m.deleted(name, 1);
+        }
+        m.forget("gone");
+        let text = m.render(None).unwrap();
+        assert!(!text.contains(r#"collection="gone""#), "{text}");
+        assert!(text.contains(r#"proxima_search_queries_total{collection="kept"} 10"#));
+        assert!(
+            text.contains(r#"proxima_vectors_deleted_total{collection="kept"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -232,14 +232,11 @@ where
         }
     };
     let status = response.status();
-    // Label with the collection only when it exists (or the request succeeded), so that
-    // requests naming arbitrary collections cannot grow the label set without bound.
+    // Label with the collection only while it exists, so that requests naming arbitrary
+    // collections, and collections created and dropped, cannot grow the label set without
+    // bound (a drop forgets the collection's series; its own request is counted unlabelled).
     let label = match &name {
-        Some(n)
-            if status.is_success() || state.engine().is_some_and(|e| e.collection(n).is_ok()) =>
-        {
-            n.as_str()
-        }
+        Some(n) if state.engine().is_some_and(|e| e.collection(n).is_ok()) => n.as_str(),
         _ => "",
     };
     let secs = started.elapsed().as_secs_f64();
