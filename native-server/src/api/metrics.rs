@@ -305,7 +305,7 @@ fn forget_in<T: MetricVecBuilder>(vec: &MetricVec<T>, collection: &str) {
             let labels: HashMap<&str, &str> = metric
                 .get_label()
                 .iter()
-                .map(|l| (l.get_name(), l.get_value()))
+                .map(|l| (l.name(), l.value()))
                 .collect();
             if labels.get("collection") == Some(&collection) {
                 // The label names come from the vector itself: removal cannot mismatch.
