@@ -109,6 +109,8 @@ pub struct IndexSlot {
     pub gpu: Option<Arc<GpuIndex>>,
     /// Why the last copy to the GPU failed (cleared by a copy that succeeds).
     pub gpu_note: Option<String>,
+    /// The kind of that failure: a retry that fails the same way is logged at debug level.
+    pub gpu_failure: Option<gpu::Fallback>,
 }
 
 impl IndexSlot {
@@ -453,11 +455,16 @@ impl SealedSegment {
                 );
                 slot.gpu = Some(Arc::new(index));
                 slot.gpu_note = None;
+                slot.gpu_failure = None;
                 Offloaded::Copied
             }
             Err(e) => {
-                gpu::fall_back(self.id, "upload", &e);
-                self.slot.write().gpu_note = Some(format!("searched on the CPU: {e}"));
+                let mut slot = self.slot.write();
+                let repeated = slot.gpu_failure == Some(e.reason());
+                gpu::fall_back_again(self.id, "upload", &e, repeated);
+                slot.gpu_note = Some(format!("searched on the CPU: {e}"));
+                slot.gpu_failure = Some(e.reason());
+                drop(slot);
                 match e.reason() {
                     gpu::Fallback::OutOfMemory => Offloaded::NoRoom,
                     _ => Offloaded::Failed,

@@ -248,9 +248,16 @@ impl GpuStats {
 /// Counts a fallback to the CPU and logs it (out of memory and errors as warnings; searches
 /// beyond the GPU's limits are routine and only counted).
 pub fn fall_back(segment: u64, stage: &'static str, error: &GpuError) {
+    fall_back_again(segment, stage, error, false);
+}
+
+/// [`fall_back`], logged at debug level when `repeated`: the same segment already logged the
+/// same failure (an upload refused for lack of room is retried after every checkpoint).
+pub fn fall_back_again(segment: u64, stage: &'static str, error: &GpuError, repeated: bool) {
     let reason = error.reason();
     STATS.fell_back(reason);
     match reason {
+        _ if repeated => tracing::debug!(segment, stage, %error, "still on the CPU"),
         Fallback::Limits | Fallback::Busy => {
             tracing::debug!(segment, stage, %error, "searching on the CPU")
         }
