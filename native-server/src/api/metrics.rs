@@ -30,6 +30,7 @@ pub struct Metrics {
     wal_bytes: IntGaugeVec,
     apply_lag: IntGaugeVec,
     resident: Gauge,
+    requeried: IntCounter,
     gpu_searches: IntCounter,
     gpu_fallbacks: IntCounterVec,
     gpu_segments: IntGauge,
@@ -152,6 +153,14 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            requeried: register(
+                &r,
+                IntCounter::new(
+                    "proxima_search_requeried_total",
+                    "Queries a sealed segment's index answered with fewer than k live hits (deleted rows, or k above what the probed lists hold), answered again with more lists probed or exactly.",
+                )
+                .expect("valid metric"),
+            ),
             gpu_searches: register(
                 &r,
                 IntCounter::new(
@@ -186,10 +195,11 @@ impl Metrics {
     }
 
     /// Brings the GPU metrics up to the process's counters.
-    fn refresh_gpu(&self) {
+    fn refresh_counters(&self) {
         let stats = &gpu::STATS;
         let catch_up = |c: &IntCounter, total: u64| c.inc_by(total.saturating_sub(c.get()));
         catch_up(&self.gpu_searches, stats.searches());
+        catch_up(&self.requeried, crate::engine::requeried_queries());
         for reason in Fallback::ALL {
             catch_up(
                 &self.gpu_fallbacks.with_label_values(&[reason.label()]),
@@ -282,7 +292,7 @@ impl Metrics {
                     .set(info.committed_seq.saturating_sub(info.applied_seq) as i64);
             }
         }
-        self.refresh_gpu();
+        self.refresh_counters();
         if let Some(bytes) = resident_bytes() {
             self.resident.set(bytes as f64);
         }

@@ -31,7 +31,7 @@ pub use collection::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchR
 pub use config::{EngineConfig, FsyncPolicy};
 pub use error::{EngineError, EngineResult, ErrorKind};
 pub use schema::{validate_name, CollectionSchema};
-pub use segment::{SegmentIndexInfo, SegmentInfo};
+pub use segment::{requeried_queries, SegmentIndexInfo, SegmentInfo};
 
 use builder::IndexBuilder;
 use search_pool::SearchPool;

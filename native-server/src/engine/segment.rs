@@ -8,7 +8,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -18,7 +18,7 @@ use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
 use serde::Serialize;
 
 use super::error::{EngineError, EngineResult};
-use crate::index::faiss_backend::FaissIndex;
+use crate::index::faiss_backend::{FaissIndex, DEFAULT_NPROBE};
 use crate::index::gpu::{self, GpuDevice, GpuIndex};
 
 const ROWS_MAGIC: &[u8; 4] = b"PXSG";
@@ -85,6 +85,16 @@ impl GrowingSegment {
     pub fn memory_bytes(&self) -> usize {
         self.vectors.capacity() * 4 + self.ids.capacity() * 8 + self.live.as_bytes().len()
     }
+}
+
+/// Queries a sealed segment's index answered with fewer than `min(k, live rows)` hits, and
+/// that were answered again (see `SealedSegment::complete_short`): many means many deleted
+/// rows awaiting compaction, or a k too large for the probed lists.
+static SHORT_ANSWERS: AtomicU64 = AtomicU64::new(0);
+
+/// How many queries were answered again (process-wide; see [`SHORT_ANSWERS`]).
+pub fn requeried_queries() -> u64 {
+    SHORT_ANSWERS.load(Ordering::Relaxed)
 }
 
 /// Progress of a background index build.
@@ -391,7 +401,7 @@ impl SealedSegment {
         let (serving, on_gpu) = {
             let slot = self.slot.read();
             (
-                slot.ready.as_ref().map(|r| r.index.clone()),
+                slot.ready.as_ref().map(|r| (r.index.clone(), r.spec)),
                 slot.gpu.clone(),
             )
         };
@@ -400,24 +410,88 @@ impl SealedSegment {
                 .map_err(|e| gpu::fall_back(self.id, "search", &e))
                 .ok()
         });
-        let mut hits = match (from_gpu, serving) {
+        let mut hits = match (from_gpu, &serving) {
             (Some(hits), _) => hits,
-            (None, Some(index)) => index.search(queries, params, filter)?,
-            (None, None) => exact_search_serial(
-                self.vectors(),
-                None,
-                queries,
-                self.dim,
-                metric,
-                params.k,
-                filter,
-            ),
+            (None, Some((index, _))) => index.search(queries, params, filter)?,
+            (None, None) => self.exact(queries, metric, params.k, filter),
         };
+        if serving.is_some() {
+            self.complete_short(
+                &mut hits, queries, metric, params, filter, live_count, &serving,
+            )?;
+        }
         let ids = self.ids();
         for h in hits.iter_mut().flatten() {
             h.id = ids[h.id as usize];
         }
         Ok(hits)
+    }
+
+    /// Exact search over the segment's rows (serial: see [`GrowingSegment::search`]); hits
+    /// carry row numbers.
+    fn exact(
+        &self,
+        queries: &[f32],
+        metric: Metric,
+        k: usize,
+        filter: Option<&Bitmap>,
+    ) -> Vec<Vec<Hit>> {
+        exact_search_serial(self.vectors(), None, queries, self.dim, metric, k, filter)
+    }
+
+    /// An index answers from the candidates it visits: IVF from the lists it probes, HNSW from
+    /// its `ef` best nodes, deleted rows among them. A query left with fewer than k live hits
+    /// although the segment holds them (many deletions, or a k above what the probed lists
+    /// hold) is answered again: IVF with eight times the lists probed, then, for any query
+    /// still short and for HNSW (whose `ef` is shared by concurrent searches), exactly over
+    /// the segment's rows. Every query thus gets `min(k, live rows)` hits.
+    #[allow(clippy::too_many_arguments)]
+    fn complete_short(
+        &self,
+        hits: &mut [Vec<Hit>],
+        queries: &[f32],
+        metric: Metric,
+        params: &SearchParams,
+        filter: Option<&Bitmap>,
+        live_count: usize,
+        serving: &Option<(Arc<FaissIndex>, IndexSpec)>,
+    ) -> EngineResult<()> {
+        let want = params.k.min(live_count);
+        let mut short: Vec<usize> = (0..hits.len()).filter(|&q| hits[q].len() < want).collect();
+        if short.is_empty() {
+            return Ok(());
+        }
+        SHORT_ANSWERS.fetch_add(short.len() as u64, Ordering::Relaxed);
+        let dim = self.dim;
+        let gather = |qs: &[usize]| -> Vec<f32> {
+            qs.iter()
+                .flat_map(|&q| &queries[q * dim..(q + 1) * dim])
+                .copied()
+                .collect()
+        };
+        if let Some((index, spec)) = serving {
+            if let Some(nlist) = spec.nlist() {
+                let nprobe = params.nprobe.unwrap_or(DEFAULT_NPROBE);
+                if nprobe < nlist {
+                    let wider = SearchParams {
+                        nprobe: Some(nprobe.saturating_mul(8).min(nlist)),
+                        ..*params
+                    };
+                    let again = index.search(&gather(&short), &wider, filter)?;
+                    for (&q, h) in short.iter().zip(again) {
+                        hits[q] = h;
+                    }
+                    short.retain(|&q| hits[q].len() < want);
+                }
+            }
+        }
+        if !short.is_empty() {
+            let exact = self.exact(&gather(&short), metric, params.k, filter);
+            for (&q, h) in short.iter().zip(exact) {
+                hits[q] = h;
+            }
+        }
+        Ok(())
     }
 
     /// Copies the segment's serving index to the GPU, or its rows while it is searched exactly

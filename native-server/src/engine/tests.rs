@@ -334,6 +334,82 @@ fn background_index_build_hot_swaps_and_survives_restart() {
 }
 
 #[test]
+fn heavily_deleted_and_large_k_searches_still_return_k_live_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 16;
+    let n = 3000;
+    let mut cfg = config(dir.path());
+    cfg.seal_rows = n;
+    let data = clustered(n, dim, 11);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let engine = Engine::open(cfg).unwrap();
+    for (name, spec) in [
+        (
+            "hnsw",
+            IndexSpec::Hnsw {
+                m: 16,
+                ef_construction: 64,
+            },
+        ),
+        ("ivf", IndexSpec::IvfFlat { nlist: 32 }),
+    ] {
+        let c = engine
+            .create_collection(schema(name, dim, spec, 1))
+            .unwrap();
+        c.insert(&data, Some(&ids)).unwrap();
+        c.flush().unwrap();
+        assert!(c.wait_index_ready(Duration::from_secs(60)));
+        assert_eq!(
+            c.describe()
+                .segments
+                .iter()
+                .filter(|s| s.state == "sealed")
+                .count(),
+            1
+        );
+
+        // IVF with one list probed holds about 94 rows: k = 1,000 needs more than the lists
+        // probed (and more than eight times as many).
+        let before = requeried_queries();
+        let params = SearchParams::new(1000).with_nprobe(1);
+        let r = c
+            .search(&data[..dim], &params, ConsistencyLevel::Strong, None)
+            .unwrap();
+        assert_eq!(r.hits[0].len(), 1000, "{name}: k = 1,000 of 3,000 rows");
+        if name == "ivf" {
+            assert!(requeried_queries() > before);
+        }
+
+        // Delete all but 20 rows, without a checkpoint (no compaction): the index's candidates
+        // are nearly all deleted, yet every query gets min(k, 20) live hits.
+        let keep: Vec<u64> = ids.iter().copied().filter(|id| id % 150 == 7).collect();
+        let gone: Vec<u64> = ids.iter().copied().filter(|id| id % 150 != 7).collect();
+        c.delete(&gone).unwrap();
+        assert_eq!(c.count(), keep.len() as u64);
+        for q in [0usize, 1234, 2999] {
+            let query = &data[q * dim..(q + 1) * dim];
+            for k in [10, 20, 50] {
+                let params = SearchParams::new(k).with_nprobe(1).with_ef(16);
+                let r = c
+                    .search(query, &params, ConsistencyLevel::Strong, None)
+                    .unwrap();
+                let got: Vec<u64> = r.hits[0].iter().map(|h| h.id).collect();
+                assert_eq!(got.len(), k.min(keep.len()), "{name} q{q} k{k}: {got:?}");
+                assert!(
+                    got.iter().all(|id| keep.contains(id)),
+                    "{name}: a deleted id came back"
+                );
+                if k >= keep.len() {
+                    let mut all = got.clone();
+                    all.sort_unstable();
+                    assert_eq!(all, keep, "{name}: k covers every live row");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn too_few_training_vectors_stays_exact_and_explicit_build_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path())).unwrap();
