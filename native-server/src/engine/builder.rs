@@ -11,7 +11,7 @@ use proxima_core::{IndexSpec, VectorIndex};
 
 use super::collection::Collection;
 use super::error::EngineResult;
-use super::segment::{sync_dir, BuildProgress, Offloaded, ReadyIndex, SealedSegment};
+use super::segment::{rename_durable, BuildProgress, Offloaded, ReadyIndex, SealedSegment};
 use crate::index::faiss_backend::FaissIndex;
 use crate::index::gpu;
 
@@ -254,10 +254,15 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     let file = format!("index-{}.faiss", job.generation);
     let tmp = segment.dir.join(format!("{file}.tmp"));
     index.save(&tmp)?;
-    std::fs::rename(&tmp, segment.dir.join(&file)).map_err(super::error::EngineError::io(
-        format!("rename {}", tmp.display()),
-    ))?;
-    sync_dir(&segment.dir)?;
+    // FAISS writes through stdio without an fsync: make the file durable before the rename
+    // (and the manifest) can point at it.
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(super::error::EngineError::io(format!(
+            "fsync {}",
+            tmp.display()
+        )))?;
+    rename_durable(&tmp, &segment.dir.join(&file))?;
     if !collection.build_is_current(segment.id, job.generation) {
         let _ = std::fs::remove_file(segment.dir.join(&file));
         finish(None);

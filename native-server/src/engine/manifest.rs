@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, EngineResult};
 use super::schema::CollectionSchema;
-use super::segment::{sync_dir, write_file_atomic};
+use super::segment::write_file_atomic;
 
 pub const MANIFEST: &str = "manifest.json";
 const VERSION: u32 = 1;
@@ -84,7 +84,6 @@ impl Manifest {
             path: dir.join(MANIFEST),
             reason: e.to_string(),
         })?;
-        write_file_atomic(&dir.join(MANIFEST), &bytes)?;
-        sync_dir(dir)
+        write_file_atomic(&dir.join(MANIFEST), &bytes)
     }
 }

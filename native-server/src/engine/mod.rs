@@ -52,7 +52,7 @@ impl Engine {
     /// the GPU if the configuration names one (an unusable GPU fails the open).
     pub fn open(config: EngineConfig) -> EngineResult<Self> {
         let root = config.data_dir.join("collections");
-        fs::create_dir_all(&root).map_err(EngineError::io(format!("create {}", root.display())))?;
+        segment::create_dir_durable(&root)?;
         let gpu = config.gpu.as_ref().map(GpuDevice::open).transpose()?;
         let config = Arc::new(config);
         let builder = IndexBuilder::new(config.build_threads, gpu.is_some());

@@ -219,12 +219,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(EngineError::io(format!("write {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(EngineError::io(format!("rename {}", path.display())))
+    rename_durable(&tmp, path)
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsyncs it and renames it into place.
+/// Writes `bytes` to `path` through a temporary file, fsyncs it, renames it into place and
+/// fsyncs the directory: once this returns, the new content survives a power loss.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
     write_atomic(path, bytes)
+}
+
+/// Renames `from` (a file already fsynced) to `to` and fsyncs `to`'s directory, which makes
+/// the rename durable (POSIX promises nothing for it before that fsync).
+pub fn rename_durable(from: &Path, to: &Path) -> EngineResult<()> {
+    fs::rename(from, to).map_err(EngineError::io(format!("rename {}", to.display())))?;
+    sync_dir(to.parent().unwrap_or(Path::new(".")))
 }
 
 /// Fsyncs a directory (makes renames inside it durable).
@@ -232,6 +240,27 @@ pub fn sync_dir(dir: &Path) -> EngineResult<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(EngineError::io(format!("fsync {}", dir.display())))
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of each directory created, so
+/// that the new entries survive a power loss before anything durable points into them.
+pub fn create_dir_durable(dir: &Path) -> EngineResult<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.exists() {
+        missing.push(d);
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 impl SealedSegment {
@@ -250,7 +279,9 @@ impl SealedSegment {
             fs::remove_dir_all(dir)
                 .map_err(EngineError::io(format!("remove {}", dir.display())))?;
         }
-        fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+        // The manifest will name this directory: its entry in `segments/` must be durable
+        // first.
+        create_dir_durable(dir)?;
         let n = ids.len();
         let mut body = Vec::with_capacity(n * 8 + vectors.len() * 4);
         body.extend_from_slice(bytemuck::cast_slice(ids));
@@ -265,7 +296,6 @@ impl SealedSegment {
         header.resize(HEADER, 0);
         header.extend_from_slice(&body);
         write_atomic(&dir.join("rows.bin"), &header)?;
-        sync_dir(dir)?;
         Self::open(dir, id, shard, dim)
     }
 

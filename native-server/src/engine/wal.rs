@@ -20,7 +20,7 @@ use proxima_core::consistency::Seq;
 
 use super::config::FsyncPolicy;
 use super::error::{EngineError, EngineResult};
-use super::segment::sync_dir;
+use super::segment::{create_dir_durable, sync_dir};
 
 const KIND_UPSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;
@@ -124,6 +124,16 @@ fn decode(bytes: &[u8], dim: usize) -> Option<(WalRecord, usize)> {
     Some((WalRecord { first_seq, op }, HEADER + len))
 }
 
+/// The error of every write once the log has failed.
+fn read_only(context: &str, reason: &str) -> EngineError {
+    EngineError::Io {
+        context: context.into(),
+        source: std::io::Error::other(format!(
+            "log is read-only after an earlier failure: {reason}"
+        )),
+    }
+}
+
 struct Writer {
     file: File,
     bytes: u64,
@@ -161,7 +171,7 @@ impl Wal {
         max_file_bytes: u64,
         checkpoint: Seq,
     ) -> EngineResult<(Wal, Vec<WalRecord>)> {
-        fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
+        create_dir_durable(dir)?;
         let mut files: Vec<(Seq, PathBuf)> = Vec::new();
         for entry in
             fs::read_dir(dir).map_err(EngineError::io(format!("list {}", dir.display())))?
@@ -260,12 +270,7 @@ impl Wal {
         let last = {
             let mut w = self.writer.lock();
             if let Some(reason) = &w.poisoned {
-                return Err(EngineError::Io {
-                    context: "write-ahead log".into(),
-                    source: std::io::Error::other(format!(
-                        "log is read-only after an earlier failure: {reason}"
-                    )),
-                });
+                return Err(read_only("write-ahead log", reason));
             }
             let record = WalRecord {
                 first_seq: w.next_seq,
@@ -333,6 +338,12 @@ impl Wal {
         }
         let (file, written) = {
             let w = self.writer.lock();
+            // After a failed fsync the kernel may have dropped the dirty pages and reports the
+            // error only once: a second fsync succeeding proves nothing, so nothing written
+            // since is acknowledged.
+            if let Some(reason) = &w.poisoned {
+                return Err(read_only("fsync the write-ahead log", reason));
+            }
             let file = w
                 .file
                 .try_clone()
