@@ -11,7 +11,7 @@
 //! growing segment into a segment file, write the live bitmaps of sealed segments, write the
 //! manifest and delete WAL files the checkpoint covers.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -155,6 +155,67 @@ fn segment_dir(dir: &Path, id: u64) -> PathBuf {
     dir.join("segments").join(format!("{id:010}"))
 }
 
+/// Removes what an interrupted checkpoint, compaction or build left behind: segment
+/// directories the manifest does not name, index files of a segment other than the one it
+/// names, and temporary files. The manifest is the truth; these only take disk space.
+fn remove_leftovers(dir: &Path, manifest: &Manifest) {
+    let named: HashMap<String, Option<&str>> = manifest
+        .segments
+        .iter()
+        .map(|e| {
+            let name = segment_dir(dir, e.id)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, e.index.as_ref().map(|i| i.file.as_str()))
+        })
+        .collect();
+    let is_tmp = |p: &Path| p.extension().is_some_and(|x| x == "tmp");
+    let list = |d: &Path| -> Vec<PathBuf> {
+        fs::read_dir(d)
+            .map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let mut removed = 0usize;
+    let mut remove = |p: &Path| {
+        let r = if p.is_dir() {
+            fs::remove_dir_all(p)
+        } else {
+            fs::remove_file(p)
+        };
+        match r {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "could not remove a leftover")
+            }
+        }
+    };
+    for p in list(dir).into_iter().filter(|p| is_tmp(p)) {
+        remove(&p);
+    }
+    for seg in list(&dir.join("segments")) {
+        let name = seg
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match named.get(&name) {
+            None => remove(&seg),
+            Some(index) => {
+                for f in list(&seg) {
+                    let file = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    let stale_index = file.starts_with("index-") && Some(file) != *index;
+                    if stale_index || is_tmp(&f) {
+                        remove(&f);
+                    }
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(dir = %dir.display(), removed, "removed files left by an interrupted checkpoint or build");
+    }
+}
+
 impl Collection {
     /// Creates the on-disk layout of a new collection in `dir` (which must not exist).
     pub(crate) fn create_files(dir: &Path, schema: &CollectionSchema) -> EngineResult<()> {
@@ -173,6 +234,7 @@ impl Collection {
         gpu: Option<Arc<GpuDevice>>,
     ) -> EngineResult<Arc<Self>> {
         let manifest = Manifest::read(dir)?;
+        remove_leftovers(dir, &manifest);
         let schema = manifest.schema.clone();
         let dim = schema.dim;
         let mut shards: Vec<ShardState> = (0..schema.num_shards)
@@ -220,25 +282,15 @@ impl Collection {
             } else {
                 to_build.push(segment.clone());
             }
-            let shard = &mut shards[entry.shard];
-            for (row, &id) in segment.ids().iter().enumerate() {
-                if live.get(row) {
-                    shard.locations.insert(
-                        id,
-                        Location::Sealed {
-                            segment: entry.id,
-                            row: row as u32,
-                        },
-                    );
-                }
+            let stale = shards[entry.shard].load_sealed(segment, live);
+            if stale > 0 {
+                tracing::warn!(
+                    collection = %schema.name,
+                    segment = entry.id,
+                    stale,
+                    "ids live in two segments (an interrupted checkpoint): the newer rows are kept"
+                );
             }
-            let live_count = live.count_ones();
-            shard.sealed.push(SealedEntry {
-                segment,
-                live,
-                live_count,
-                dirty: false,
-            });
         }
         let (wal, records) = Wal::open(
             &dir.join("wal"),
@@ -813,80 +865,95 @@ impl Collection {
         let ratio = self.config.auto_compact_deleted_ratio;
         let mut new_segments = Vec::new();
         let mut dropped = Vec::new();
-        for (s, shard_lock) in self.shards.iter().enumerate() {
-            // Rows to write: the growing segment's live rows, plus (compaction) the live rows
-            // of sealed segments with deletions.
-            let (ids, vectors, victims) = {
-                let shard = shard_lock.read();
-                let mut ids = Vec::new();
-                let mut vectors = Vec::new();
-                for row in shard.growing.live.ones() {
-                    ids.push(shard.growing.ids[row]);
-                    vectors.extend_from_slice(&shard.growing.vectors[row * dim..(row + 1) * dim]);
-                }
-                let mut victims = Vec::new();
-                for e in &shard.sealed {
-                    let deleted = e.segment.rows() - e.live_count;
-                    let worth = if compact {
-                        deleted > 0
-                    } else {
-                        deleted as f64 > ratio * e.segment.rows() as f64
-                    };
-                    if worth {
-                        victims.push(e.segment.id);
-                        for row in e.live.ones() {
-                            ids.push(e.segment.ids()[row]);
-                            vectors.extend_from_slice(e.segment.vector(row));
+        // Seals every shard. On a failure part-way (a full disk), the segments already made
+        // stay in service and still get their indexes; the manifest and the WAL stay as they
+        // were, so a restart replays the writes again (rows live twice are resolved on open).
+        let sealed = (|| -> EngineResult<()> {
+            for (s, shard_lock) in self.shards.iter().enumerate() {
+                // Rows to write: the growing segment's live rows, plus (compaction) the live rows
+                // of sealed segments with deletions.
+                let (ids, vectors, victims) = {
+                    let shard = shard_lock.read();
+                    let mut ids = Vec::new();
+                    let mut vectors = Vec::new();
+                    for row in shard.growing.live.ones() {
+                        ids.push(shard.growing.ids[row]);
+                        vectors
+                            .extend_from_slice(&shard.growing.vectors[row * dim..(row + 1) * dim]);
+                    }
+                    let mut victims = Vec::new();
+                    for e in &shard.sealed {
+                        let deleted = e.segment.rows() - e.live_count;
+                        let worth = if compact {
+                            deleted > 0
+                        } else {
+                            deleted as f64 > ratio * e.segment.rows() as f64
+                        };
+                        if worth {
+                            victims.push(e.segment.id);
+                            for row in e.live.ones() {
+                                ids.push(e.segment.ids()[row]);
+                                vectors.extend_from_slice(e.segment.vector(row));
+                            }
                         }
                     }
-                }
-                (ids, vectors, victims)
-            };
-            let segment = if ids.is_empty() {
-                None
-            } else {
-                let id = meta.next_segment_id;
-                meta.next_segment_id += 1;
-                Some(Arc::new(SealedSegment::create(
-                    &segment_dir(&self.dir, id),
-                    id,
-                    s,
-                    dim,
-                    &ids,
-                    &vectors,
-                )?))
-            };
-            let mut shard = shard_lock.write();
-            shard.growing = Default::default();
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut shard.sealed)
-                .into_iter()
-                .partition(|e| victims.contains(&e.segment.id));
-            shard.sealed = kept;
-            dropped.extend(gone.iter().map(|e| e.segment.dir.clone()));
-            // Released after the locks: freeing a GPU copy works on the device.
-            retired.extend(gone);
-            if let Some(seg) = segment {
-                for (row, &id) in seg.ids().iter().enumerate() {
-                    shard.locations.insert(
+                    (ids, vectors, victims)
+                };
+                let segment = if ids.is_empty() {
+                    None
+                } else {
+                    let id = meta.next_segment_id;
+                    meta.next_segment_id += 1;
+                    Some(Arc::new(SealedSegment::create(
+                        &segment_dir(&self.dir, id),
                         id,
-                        Location::Sealed {
-                            segment: seg.id,
-                            row: row as u32,
-                        },
-                    );
+                        s,
+                        dim,
+                        &ids,
+                        &vectors,
+                    )?))
+                };
+                let mut shard = shard_lock.write();
+                shard.growing = Default::default();
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut shard.sealed)
+                    .into_iter()
+                    .partition(|e| victims.contains(&e.segment.id));
+                shard.sealed = kept;
+                dropped.extend(gone.iter().map(|e| e.segment.dir.clone()));
+                // Released after the locks: freeing a GPU copy works on the device.
+                retired.extend(gone);
+                if let Some(seg) = segment {
+                    for (row, &id) in seg.ids().iter().enumerate() {
+                        shard.locations.insert(
+                            id,
+                            Location::Sealed {
+                                segment: seg.id,
+                                row: row as u32,
+                            },
+                        );
+                    }
+                    shard.sealed.push(SealedEntry {
+                        live: Bitmap::new(seg.rows(), true),
+                        live_count: seg.rows(),
+                        segment: seg.clone(),
+                        dirty: false,
+                    });
+                    new_segments.push(seg);
                 }
-                shard.sealed.push(SealedEntry {
-                    live: Bitmap::new(seg.rows(), true),
-                    live_count: seg.rows(),
-                    segment: seg.clone(),
-                    dirty: false,
-                });
-                new_segments.push(seg);
+                for e in shard.sealed.iter_mut().filter(|e| e.dirty) {
+                    e.segment.write_live(&e.live)?;
+                    e.dirty = false;
+                }
             }
-            for e in shard.sealed.iter_mut().filter(|e| e.dirty) {
-                e.segment.write_live(&e.live)?;
-                e.dirty = false;
+            Ok(())
+        })();
+        if let Err(e) = sealed {
+            drop(meta);
+            drop(retired);
+            for seg in new_segments {
+                self.queue_build(seg);
             }
+            return Err(e);
         }
         meta.checkpoint_seq = seq;
         self.write_manifest(&meta)?;

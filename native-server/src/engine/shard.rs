@@ -39,6 +39,58 @@ impl ShardState {
         self.locations.len()
     }
 
+    /// Adds a sealed segment read from disk, with its live rows. An id can be live in two
+    /// segments only after a checkpoint failed between writing a new segment and the old
+    /// one's `live.bin` (a full disk): the copy in the newer segment (the higher id: segments
+    /// are created in order, and a checkpoint's rows are newer than every sealed row) wins,
+    /// and the stale row is tombstoned now and on disk at the next checkpoint. Returns how
+    /// many stale rows were found.
+    pub fn load_sealed(&mut self, segment: Arc<SealedSegment>, mut live: Bitmap) -> usize {
+        let mut stale = 0;
+        let mut live_count = live.count_ones();
+        let mut dirty = false;
+        for (row, &id) in segment.ids().iter().enumerate() {
+            if !live.get(row) {
+                continue;
+            }
+            let here = Location::Sealed {
+                segment: segment.id,
+                row: row as u32,
+            };
+            let Some(Location::Sealed {
+                segment: other,
+                row: other_row,
+            }) = self.locations.insert(id, here)
+            else {
+                continue;
+            };
+            stale += 1;
+            if other > segment.id {
+                self.locations.insert(
+                    id,
+                    Location::Sealed {
+                        segment: other,
+                        row: other_row,
+                    },
+                );
+                live.set(row, false);
+                live_count -= 1;
+                dirty = true;
+            } else if let Some(e) = self.sealed_mut(other) {
+                e.live.set(other_row as usize, false);
+                e.live_count -= 1;
+                e.dirty = true;
+            }
+        }
+        self.sealed.push(SealedEntry {
+            segment,
+            live,
+            live_count,
+            dirty,
+        });
+        stale
+    }
+
     fn sealed_mut(&mut self, segment: u64) -> Option<&mut SealedEntry> {
         self.sealed.iter_mut().find(|e| e.segment.id == segment)
     }
@@ -185,5 +237,40 @@ mod tests {
             .unwrap();
         assert_eq!(hits[0].iter().map(|h| h.id).collect::<Vec<_>>(), vec![1]);
         assert_eq!(s.count(), 1);
+    }
+
+    fn segment(dir: &std::path::Path, id: u64, ids: &[u64]) -> Arc<SealedSegment> {
+        let vectors: Vec<f32> = ids.iter().flat_map(|&i| [i as f32, id as f32]).collect();
+        let path = dir.join(format!("{id}"));
+        Arc::new(SealedSegment::create(&path, id, 0, 2, ids, &vectors).unwrap())
+    }
+
+    #[test]
+    fn an_id_live_in_two_segments_keeps_the_newer_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = segment(dir.path(), 1, &[10, 11, 12]);
+        let new = segment(dir.path(), 2, &[11, 20]);
+        // Either load order: the row of segment 2 wins.
+        for order in [[old.clone(), new.clone()], [new.clone(), old.clone()]] {
+            let mut shard = ShardState::default();
+            let stale: usize = order
+                .into_iter()
+                .map(|s| {
+                    let live = Bitmap::new(s.rows(), true);
+                    shard.load_sealed(s, live)
+                })
+                .sum();
+            assert_eq!(stale, 1);
+            assert_eq!(shard.count(), 4);
+            assert_eq!(
+                shard.locations[&11],
+                Location::Sealed { segment: 2, row: 0 }
+            );
+            let entry = |id| shard.sealed.iter().find(|e| e.segment.id == id).unwrap();
+            assert_eq!((entry(1).live_count, entry(1).live.get(1)), (2, false));
+            assert_eq!(entry(2).live_count, 2);
+            let live: usize = shard.sealed.iter().map(|e| e.live_count).sum();
+            assert_eq!(live, shard.count(), "counts match what search sees");
+        }
     }
 }
