@@ -11,7 +11,9 @@ use proxima_core::{IndexSpec, VectorIndex};
 
 use super::collection::Collection;
 use super::error::EngineResult;
-use super::segment::{rename_durable, BuildProgress, Offloaded, ReadyIndex, SealedSegment};
+use super::segment::{
+    rename_durable, BuildProgress, Offloaded, ReadyIndex, Retired, SealedSegment,
+};
 use crate::index::faiss_backend::FaissIndex;
 use crate::index::gpu;
 
@@ -189,6 +191,30 @@ fn end_build(segment: &SealedSegment, generation: u64, note: Option<String>) {
     }
 }
 
+/// Puts the result of the build of `generation` in service and ends the build, unless a
+/// newer build was requested meanwhile (checked under the slot lock, so an older build that
+/// finishes late never replaces a newer one's result). Returns what it replaced, or `None`
+/// when the result is stale.
+fn serve_if_current(
+    segment: &SealedSegment,
+    generation: u64,
+    ready: Option<ReadyIndex>,
+    note: Option<String>,
+) -> Option<Retired> {
+    let mut slot = segment.slot.write();
+    if slot
+        .building
+        .as_ref()
+        .is_none_or(|b| b.generation != generation)
+    {
+        return None;
+    }
+    let retired = slot.serve(ready);
+    slot.building = None;
+    slot.note = note;
+    Some(retired)
+}
+
 fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     let segment = &job.segment;
     let progress = segment.slot.read().building.clone();
@@ -203,22 +229,17 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     let rows = segment.rows();
     if matches!(job.spec, IndexSpec::Flat) {
         // Exact search over the mapped rows is what FLAT means; no second copy is built.
-        let retired = segment.slot.write().serve(None);
-        drop(retired);
-        finish(Some("FLAT: exact search over the segment's rows".into()));
-        let persisted = collection.persist_indexes();
-        collection.queue_offload(segment);
-        return persisted;
+        let note = Some("FLAT: exact search over the segment's rows".into());
+        return put_in_service(collection, segment, job.generation, None, note);
     }
     let needed = job.spec.min_training_vectors();
     if rows < needed {
-        finish(Some(format!(
+        // Searched exactly, not by an index of an earlier spec.
+        let note = Some(format!(
             "exact: {} needs {needed} training vectors, this segment has {rows}",
             job.spec
-        )));
-        let persisted = collection.persist_indexes();
-        collection.queue_offload(segment);
-        return persisted;
+        ));
+        return put_in_service(collection, segment, job.generation, None, note);
     }
     let mut index = FaissIndex::new(dim, metric, job.spec)?;
     let vectors = segment.vectors();
@@ -268,18 +289,34 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
         finish(None);
         return Ok(());
     }
-    let old = {
-        let mut slot = segment.slot.write();
-        let old = slot.serve(Some(ReadyIndex {
-            spec: job.spec,
-            generation: job.generation,
-            file,
-            index: Arc::new(index),
-        }));
-        slot.note = None;
-        old
+    let ready = ReadyIndex {
+        spec: job.spec,
+        generation: job.generation,
+        file,
+        index: Arc::new(index),
     };
-    end_build(segment, job.generation, None);
+    put_in_service(collection, segment, job.generation, Some(ready), None)?;
+    tracing::info!(segment = segment.id, spec = %job.spec, rows, "index ready");
+    Ok(())
+}
+
+/// Serves a finished build's result (an index, or exact search), records it in the manifest,
+/// then deletes the replaced index file and queues the GPU copy. A stale result (a newer build
+/// was requested meanwhile) is discarded with its file.
+fn put_in_service(
+    collection: &Collection,
+    segment: &Arc<SealedSegment>,
+    generation: u64,
+    ready: Option<ReadyIndex>,
+    note: Option<String>,
+) -> EngineResult<()> {
+    let file = ready.as_ref().map(|r| r.file.clone());
+    let Some(old) = serve_if_current(segment, generation, ready, note) else {
+        if let Some(file) = file {
+            let _ = std::fs::remove_file(segment.dir.join(file));
+        }
+        return Ok(());
+    };
     let persisted = collection.persist_indexes();
     if let (Ok(()), Some(old)) = (&persisted, &old.ready) {
         let _ = std::fs::remove_file(segment.dir.join(&old.file));
@@ -288,7 +325,37 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     // works on the device).
     drop(old);
     collection.queue_offload(segment);
-    persisted?;
-    tracing::info!(segment = segment.id, spec = %job.spec, rows, "index ready");
-    Ok(())
+    persisted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_that_finishes_after_a_newer_request_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment =
+            SealedSegment::create(&dir.path().join("1"), 1, 0, 2, &[7], &[1.0, 2.0]).unwrap();
+        let building = |generation| {
+            Some(Arc::new(BuildProgress {
+                spec: IndexSpec::Flat,
+                generation,
+                done: Default::default(),
+                total: 1,
+            }))
+        };
+        // Generation 3 was requested while generation 2 was building.
+        segment.slot.write().building = building(3);
+        assert!(serve_if_current(&segment, 2, None, Some("stale".into())).is_none());
+        {
+            let slot = segment.slot.read();
+            assert_eq!(slot.building.as_ref().map(|b| b.generation), Some(3));
+            assert_eq!(slot.note, None);
+        }
+        assert!(serve_if_current(&segment, 3, None, Some("current".into())).is_some());
+        let slot = segment.slot.read();
+        assert!(slot.building.is_none());
+        assert_eq!(slot.note.as_deref(), Some("current"));
+    }
 }

@@ -397,6 +397,10 @@ impl Collection {
     /// Stops the applier after it has applied everything queued.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // A manifest write in flight (a build finishing) ends before close returns, and none
+        // starts after: a dropped collection's build never writes into a collection created
+        // again under the same name.
+        drop(self.meta.lock());
         self.set_apply_paused(false);
         if let Some(tx) = self.tx.lock().take() {
             let _ = tx.send(ApplierMsg::Stop);
@@ -759,6 +763,9 @@ impl Collection {
     /// Records a finished build in the manifest.
     pub(crate) fn persist_indexes(&self) -> EngineResult<()> {
         let meta = self.meta.lock();
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         self.write_manifest(&meta)
     }
 
