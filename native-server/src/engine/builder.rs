@@ -337,16 +337,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment =
             SealedSegment::create(&dir.path().join("1"), 1, 0, 2, &[7], &[1.0, 2.0]).unwrap();
-        let building = |generation| {
-            Some(Arc::new(BuildProgress {
-                spec: IndexSpec::Flat,
-                generation,
-                done: Default::default(),
-                total: 1,
-            }))
-        };
         // Generation 3 was requested while generation 2 was building.
-        segment.slot.write().building = building(3);
+        segment.slot.write().building = Some(Arc::new(BuildProgress {
+            spec: IndexSpec::Flat,
+            generation: 3,
+            done: Default::default(),
+            total: 1,
+        }));
         assert!(serve_if_current(&segment, 2, None, Some("stale".into())).is_none());
         {
             let slot = segment.slot.read();
