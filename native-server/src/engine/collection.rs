@@ -120,6 +120,21 @@ struct Clock {
     floor: Seq,
 }
 
+impl Clock {
+    /// Moves acknowledgements older than `horizon` (now minus the bounded staleness) out of
+    /// the window into `floor`.
+    fn advance(&mut self, horizon: Option<Instant>) {
+        let Some(horizon) = horizon else { return };
+        while let Some(&(t, seq)) = self.recent.front() {
+            if t > horizon {
+                break;
+            }
+            self.floor = self.floor.max(seq);
+            self.recent.pop_front();
+        }
+    }
+}
+
 /// Manifest fields that change outside of shard state.
 struct Meta {
     checkpoint_seq: Seq,
@@ -459,7 +474,10 @@ impl Collection {
         })?;
         let mut clock = self.clock.lock();
         clock.committed = clock.committed.max(seq);
-        clock.recent.push_back((Instant::now(), seq));
+        let now = Instant::now();
+        clock.recent.push_back((now, seq));
+        // Pruned here too, so that a write-only load keeps only the window's entries.
+        clock.advance(now.checked_sub(self.config.bounded_staleness));
         Ok(seq)
     }
 
@@ -541,24 +559,38 @@ impl Collection {
         self.clock.lock().committed
     }
 
+    /// Acknowledgements held for the bounded-staleness window.
+    #[cfg(test)]
+    pub(crate) fn acks_in_window(&self) -> usize {
+        self.clock.lock().recent.len()
+    }
+
     /// Highest sequence applied to the shards.
     pub fn applied_seq(&self) -> Seq {
         *self.applied.lock()
     }
 
     /// The sequence a search at `level` must wait for.
-    pub fn required_seq(&self, level: ConsistencyLevel, session_seq: Option<Seq>) -> Seq {
+    ///
+    /// A `session_seq` above every acknowledged sequence is refused: it is another
+    /// collection's, or its writes were lost (`--fsync never` and a crash), and waiting for it
+    /// would promise read-your-writes that cannot hold.
+    pub fn required_seq(
+        &self,
+        level: ConsistencyLevel,
+        session_seq: Option<Seq>,
+    ) -> EngineResult<Seq> {
         let mut clock = self.clock.lock();
-        let horizon = Instant::now().checked_sub(self.config.bounded_staleness);
-        while let Some(&(t, seq)) = clock.recent.front() {
-            if horizon.is_some_and(|h| t <= h) {
-                clock.floor = clock.floor.max(seq);
-                clock.recent.pop_front();
-            } else {
-                break;
+        if level == ConsistencyLevel::Session {
+            if let Some(given) = session_seq.filter(|&s| s > clock.committed) {
+                return Err(EngineError::SessionAhead {
+                    session_seq: given,
+                    committed: clock.committed,
+                });
             }
         }
-        level.required_seq(clock.committed, session_seq, clock.floor)
+        clock.advance(Instant::now().checked_sub(self.config.bounded_staleness));
+        Ok(level.required_seq(clock.committed, session_seq, clock.floor))
     }
 
     fn wait_applied(&self, required: Seq) -> EngineResult<Seq> {
@@ -606,7 +638,7 @@ impl Collection {
             )
             .into());
         }
-        let required = self.required_seq(level, session_seq);
+        let required = self.required_seq(level, session_seq)?;
         let seq = self.wait_applied(required)?;
         let (dim, metric) = {
             let s = self.schema.read();

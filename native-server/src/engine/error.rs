@@ -44,6 +44,11 @@ pub enum EngineError {
         waited_ms: u64,
     },
 
+    #[error(
+        "session_seq {session_seq} is ahead of this collection's newest acknowledged write ({committed}): it belongs to another collection, or its writes were lost"
+    )]
+    SessionAhead { session_seq: u64, committed: u64 },
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -74,6 +79,7 @@ impl EngineError {
             EngineError::IdsRequired => "ids_required",
             EngineError::IdNotFound { .. } => "id_not_found",
             EngineError::ConsistencyTimeout { .. } => "consistency_timeout",
+            EngineError::SessionAhead { .. } => "session_seq_ahead",
             EngineError::Io { .. } => "io_error",
             EngineError::Corrupt { .. } => "corrupt_data",
             EngineError::Closed => "closed",
@@ -92,7 +98,8 @@ impl EngineError {
             EngineError::CollectionExists { .. } => ErrorKind::Conflict,
             EngineError::InvalidName { .. }
             | EngineError::IdsNotAllowed
-            | EngineError::IdsRequired => ErrorKind::BadRequest,
+            | EngineError::IdsRequired
+            | EngineError::SessionAhead { .. } => ErrorKind::BadRequest,
             EngineError::ConsistencyTimeout { .. } | EngineError::Closed => ErrorKind::Unavailable,
             EngineError::Io { .. } | EngineError::Corrupt { .. } | EngineError::Gpu(_) => {
                 ErrorKind::Internal

@@ -544,6 +544,18 @@ fn consistency_levels_see_what_they_promise() {
         .search(&q, &params, ConsistencyLevel::Bounded, None)
         .unwrap();
     assert_eq!(bo.hits[0].len(), 2);
+    // A session sequence no write of this collection was given is refused, not waited for.
+    assert!(matches!(
+        c.search(&q, &params, ConsistencyLevel::Session, Some(second.seq + 1)),
+        Err(EngineError::SessionAhead { session_seq, committed }) if session_seq == second.seq + 1 && committed == second.seq
+    ));
+    // A write-only load keeps only the staleness window's acknowledgements.
+    for id in 10..500u64 {
+        c.insert(&[id as f32, 0.0], Some(&[id])).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(350));
+    c.insert(&[0.5, 0.5], Some(&[5])).unwrap();
+    assert!(c.acks_in_window() <= 1);
 }
 
 #[test]
