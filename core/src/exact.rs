@@ -155,6 +155,32 @@ pub fn exact_search_serial(
         .collect()
 }
 
+/// [`exact_search_serial`] over rows labelled `ids` (hits carry them, and equal scores rank
+/// by them), with `live_rows` filtering by *row* position: a storage segment's search, whose
+/// answer must not depend on where rows happen to be stored (exact search over several
+/// shards or segments then equals exact search over one).
+pub fn exact_search_labelled(
+    base: &[f32],
+    ids: &[VectorId],
+    queries: &[f32],
+    dim: usize,
+    metric: Metric,
+    k: usize,
+    live_rows: Option<&Bitmap>,
+) -> Vec<Vec<Hit>> {
+    if dim == 0 || queries.is_empty() {
+        return Vec::new();
+    }
+    queries
+        .chunks(QUERY_BLOCK * dim)
+        .flat_map(|block| {
+            search_block_with(base, block, dim, metric, k, |r| {
+                live_rows.is_none_or(|f| f.get(r)).then(|| ids[r])
+            })
+        })
+        .collect()
+}
+
 /// One block of queries against every row, a block of rows at a time.
 fn search_block(
     base: &[f32],
@@ -165,6 +191,22 @@ fn search_block(
     k: usize,
     filter: Option<&Bitmap>,
 ) -> Vec<Vec<Hit>> {
+    search_block_with(base, block, dim, metric, k, |r| {
+        let id = ids.map_or(r as VectorId, |ids| ids[r]);
+        filter.is_none_or(|f| f.get(id as usize)).then_some(id)
+    })
+}
+
+/// One block of queries against every row; `label(row)` gives a row's id, or `None` to skip
+/// it.
+fn search_block_with(
+    base: &[f32],
+    block: &[f32],
+    dim: usize,
+    metric: Metric,
+    k: usize,
+    label: impl Fn(usize) -> Option<VectorId>,
+) -> Vec<Vec<Hit>> {
     let nq = block.len() / dim;
     let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k, metric)).collect();
     let mut scores = vec![0.0f32; nq];
@@ -172,13 +214,9 @@ fn search_block(
     for (b, base_block) in base.chunks(BASE_BLOCK * dim).enumerate() {
         let first_row = b * BASE_BLOCK;
         for (j, row) in base_block.chunks_exact(dim).enumerate() {
-            let r = first_row + j;
-            let id = ids.map_or(r as VectorId, |ids| ids[r]);
-            if let Some(f) = filter {
-                if !f.get(id as usize) {
-                    continue;
-                }
-            }
+            let Some(id) = label(first_row + j) else {
+                continue;
+            };
             score_rows(block, row, &mut scores);
             for (&score, top) in scores.iter().zip(tops.iter_mut()) {
                 top.push(id, score);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 use parking_lot::RwLock;
-use proxima_core::exact::exact_search_serial;
+use proxima_core::exact::exact_search_labelled;
 use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
 use serde::Serialize;
 
@@ -66,19 +66,15 @@ impl GrowingSegment {
         if self.live_count == 0 {
             return vec![Vec::new(); queries.len() / dim];
         }
-        let mut hits = exact_search_serial(
+        exact_search_labelled(
             &self.vectors,
-            None,
+            &self.ids,
             queries,
             dim,
             metric,
             k,
             Some(&self.live),
-        );
-        for h in hits.iter_mut().flatten() {
-            h.id = self.ids[h.id as usize];
-        }
-        hits
+        )
     }
 
     /// Bytes held in RAM.
@@ -443,22 +439,20 @@ impl SealedSegment {
         let mut hits = match (from_gpu, &serving) {
             (Some(hits), _) => hits,
             (None, Some((index, _))) => index.search(queries, params, filter)?,
-            (None, None) => self.exact(queries, metric, params.k, filter),
+            (None, None) => return Ok(self.exact(queries, metric, params.k, filter)),
         };
-        if serving.is_some() {
-            self.complete_short(
-                &mut hits, queries, metric, params, filter, live_count, &serving,
-            )?;
-        }
+        // Index hits are labelled by row.
         let ids = self.ids();
         for h in hits.iter_mut().flatten() {
             h.id = ids[h.id as usize];
         }
+        self.complete_short(
+            &mut hits, queries, metric, params, filter, live_count, &serving,
+        )?;
         Ok(hits)
     }
 
-    /// Exact search over the segment's rows (serial: see [`GrowingSegment::search`]); hits
-    /// carry row numbers.
+    /// Exact search over the segment's live rows (serial: see [`GrowingSegment::search`]).
     fn exact(
         &self,
         queries: &[f32],
@@ -466,7 +460,15 @@ impl SealedSegment {
         k: usize,
         filter: Option<&Bitmap>,
     ) -> Vec<Vec<Hit>> {
-        exact_search_serial(self.vectors(), None, queries, self.dim, metric, k, filter)
+        exact_search_labelled(
+            self.vectors(),
+            self.ids(),
+            queries,
+            self.dim,
+            metric,
+            k,
+            filter,
+        )
     }
 
     /// An index answers from the candidates it visits: IVF from the lists it probes, HNSW from

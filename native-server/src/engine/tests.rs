@@ -599,6 +599,40 @@ fn sharded_exact_search_equals_one_shard_and_chunked_batches_equal_single_querie
     assert_eq!(one.count(), four.count());
     let info = four.describe();
     assert_eq!(info.segments.iter().map(|s| s.shard).max(), Some(3));
+
+    // Equal scores (duplicate vectors are common: the same text embedded twice) rank by id,
+    // whatever the shard count, the insert order, and whether rows are sealed or growing.
+    let tie_ids: Vec<u64> = vec![901, 17, 450, 3, 77, 1200, 64, 8];
+    let same: Vec<f32> = tie_ids.iter().flat_map(|_| [1.0f32; 8]).collect();
+    let mut answers = Vec::new();
+    for (name, shards, reversed, sealed) in [
+        ("t1", 1, false, false),
+        ("t3", 3, false, true),
+        ("t4", 4, true, false),
+        ("t1r", 1, true, true),
+    ] {
+        let c = engine
+            .create_collection(schema(name, dim, IndexSpec::Flat, shards))
+            .unwrap();
+        let mut order = tie_ids.clone();
+        if reversed {
+            order.reverse();
+        }
+        c.insert(&same, Some(&order)).unwrap();
+        if sealed {
+            c.flush().unwrap();
+        }
+        let r = c
+            .search(
+                &[1.0; 8],
+                &SearchParams::new(3),
+                ConsistencyLevel::Strong,
+                None,
+            )
+            .unwrap();
+        answers.push(r.hits[0].iter().map(|h| h.id).collect::<Vec<_>>());
+    }
+    assert!(answers.iter().all(|a| a == &[3, 8, 17]), "{answers:?}");
 }
 
 #[derive(Debug, Clone)]
