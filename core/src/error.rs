@@ -20,6 +20,14 @@ pub enum Error {
     #[error("non-finite value {value} at row {row}, column {col}")]
     NonFiniteValue { row: usize, col: usize, value: f32 },
 
+    #[error(
+        "row {row} has norm {norm:e}, above {max:e}: its distances would overflow 32-bit floats"
+    )]
+    VectorTooLarge { row: usize, norm: f64, max: f64 },
+
+    #[error("row {row} is a zero vector: cosine similarity is undefined for it")]
+    ZeroVector { row: usize },
+
     #[error("k = {k} is out of range: it must be between 1 and {max}")]
     KOutOfRange { k: usize, max: usize },
 
@@ -30,7 +38,7 @@ pub enum Error {
     IdCountMismatch { expected: usize, got: usize },
 
     #[error(
-        "too few training vectors for {nlist} lists: needed at least {needed} (39 x nlist), got {got}"
+        "too few training vectors for {nlist} lists: needed at least {needed} (39 per k-means centroid: nlist, and 2^nbits for PQ), got {got}"
     )]
     TooFewTrainingVectors {
         needed: usize,
@@ -77,6 +85,8 @@ impl Error {
             Error::DimensionMismatch { .. } => "dimension_mismatch",
             Error::RaggedBatch { .. } => "ragged_batch",
             Error::NonFiniteValue { .. } => "non_finite_value",
+            Error::VectorTooLarge { .. } => "vector_too_large",
+            Error::ZeroVector { .. } => "zero_vector",
             Error::KOutOfRange { .. } => "k_out_of_range",
             Error::EmptyBatch { .. } => "empty_batch",
             Error::IdCountMismatch { .. } => "id_count_mismatch",

@@ -247,12 +247,13 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     l2_with::<false>(a, b)
 }
 
-/// Scales `v` to unit length in place; a zero vector stays zero.
+/// Scales `v` to unit length in place; a zero vector stays zero. The norm is computed in f64,
+/// so rows of tiny or huge (finite) values normalise exactly too.
 pub fn normalize(v: &mut [f32]) {
-    let norm = dot(v, v).sqrt();
+    let norm = crate::validate::squared_norm(v).sqrt();
     if norm > 0.0 && norm.is_finite() {
         let inv = 1.0 / norm;
-        v.iter_mut().for_each(|x| *x *= inv);
+        v.iter_mut().for_each(|x| *x = (f64::from(*x) * inv) as f32);
     }
 }
 

@@ -5,10 +5,15 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::index::VectorId;
 
+/// Largest vector norm accepted: squared distances and inner products of two such vectors
+/// stay below `f32::MAX` (`|a − b|² ≤ 2|a|² + 2|b|²`), so no score overflows to infinity or
+/// NaN and ranking stays exact. Real embeddings are many orders of magnitude smaller.
+pub const MAX_NORM: f64 = 1e18;
+
 /// Checks a row-major batch of `dim`-dimensional vectors and returns its number of rows.
 ///
-/// Rejects an empty batch, a length that is not a multiple of `dim` and any NaN or infinity
-/// (naming the row and column).
+/// Rejects an empty batch, a length that is not a multiple of `dim`, any NaN or infinity
+/// (naming the row and column), and rows whose norm is above [`MAX_NORM`].
 pub fn check_vectors(vectors: &[f32], dim: usize, what: &'static str) -> Result<usize> {
     if dim == 0 {
         return Err(Error::invalid("dim", 0, "must be at least 1"));
@@ -35,7 +40,36 @@ pub fn check_vectors(vectors: &[f32], dim: usize, what: &'static str) -> Result<
             value: vectors[pos],
         });
     }
+    for (row, v) in vectors.chunks_exact(dim).enumerate() {
+        let norm = squared_norm(v).sqrt();
+        if norm > MAX_NORM {
+            return Err(Error::VectorTooLarge {
+                row,
+                norm,
+                max: MAX_NORM,
+            });
+        }
+    }
     Ok(vectors.len() / dim)
+}
+
+/// `|v|²` in f64: neither overflows nor underflows for any finite `f32` row.
+pub fn squared_norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
+}
+
+/// Rejects zero rows (for cosine, whose similarity is undefined for them).
+pub fn check_nonzero(vectors: &[f32], dim: usize) -> Result<()> {
+    if dim == 0 {
+        return Ok(());
+    }
+    match vectors
+        .chunks_exact(dim)
+        .position(|v| v.iter().all(|&x| x == 0.0))
+    {
+        Some(row) => Err(Error::ZeroVector { row }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a batch of queries and `k` before a search; returns the number of queries.
@@ -91,6 +125,28 @@ pub fn check_ids(ids: &[VectorId], rows: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejects_norms_that_overflow_scores_and_zero_rows_where_asked() {
+        // Within the bound: accepted, even with components far from 1.
+        assert_eq!(
+            check_vectors(&[1e17, 0.0, 1e-30, 1e-30], 2, "vector"),
+            Ok(2)
+        );
+        assert!(matches!(
+            check_vectors(&[1.0, 1.0, 3e38, -3e38], 2, "vector"),
+            Err(Error::VectorTooLarge { row: 1, .. })
+        ));
+        assert_eq!(
+            check_nonzero(&[1.0, 0.0, 0.0, 0.0], 2),
+            Err(Error::ZeroVector { row: 1 })
+        );
+        assert_eq!(check_nonzero(&[1e-40, 0.0], 2), Ok(()));
+        // Tiny rows normalise exactly (an f32 sum of squares would underflow to 0).
+        let mut tiny = [1e-25f32; 4];
+        crate::metric::normalize(&mut tiny);
+        assert!(tiny.iter().all(|&x| (x - 0.5).abs() < 1e-6), "{tiny:?}");
+    }
 
     #[test]
     fn rejects_bad_batches_with_positions() {

@@ -120,6 +120,28 @@ fn bad_input_is_rejected_with_typed_errors_and_nothing_written() {
         c.insert(&[1.0; 3], None),
         Err(EngineError::IdsRequired)
     ));
+    // Norms whose distances would overflow f32 (any metric), zero vectors under cosine.
+    assert!(matches!(
+        invalid(c.insert(&[1.0, 2.0, 3.0, 3e38, 0.0, 0.0], Some(&[1, 2]))),
+        CoreError::VectorTooLarge { row: 1, .. }
+    ));
+    let mut cos = schema("cos", 3, IndexSpec::Flat, 1);
+    cos.metric = Metric::Cosine;
+    let cos = engine.create_collection(cos).unwrap();
+    assert_eq!(
+        invalid(cos.insert(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], Some(&[1, 2]))),
+        CoreError::ZeroVector { row: 1 }
+    );
+    assert!(matches!(
+        cos.search(
+            &[0.0; 3],
+            &SearchParams::new(1),
+            ConsistencyLevel::Strong,
+            None
+        ),
+        Err(EngineError::Invalid(CoreError::ZeroVector { row: 0 }))
+    ));
+    assert_eq!(cos.committed_seq(), 0);
     assert_eq!(
         c.committed_seq(),
         0,
