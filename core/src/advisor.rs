@@ -55,6 +55,7 @@ fn pq_m(dim: usize, per: usize) -> usize {
 
 /// Recommends an index.
 pub fn advise(req: AdviceRequest) -> Result<Advice> {
+    crate::validate::check_plan_size(req.vectors, req.dim)?;
     if !(req.recall_target > 0.0 && req.recall_target <= 1.0) {
         return Err(Error::invalid(
             "recall",

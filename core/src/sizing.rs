@@ -96,10 +96,8 @@ fn diskann_node_bytes(dim: u64, max_degree: u64) -> u64 {
 
 /// Computes the memory plan of `spec` over `n` vectors of dimension `dim`.
 pub fn plan(n: u64, dim: usize, spec: IndexSpec) -> Result<MemoryPlan> {
+    crate::validate::check_plan_size(n, dim)?;
     spec.validate(dim)?;
-    if n == 0 {
-        return Err(Error::invalid("vectors", n, "must be at least 1"));
-    }
     let d = dim as u64;
     let raw = mul(mul(n, d), 4);
     let centroids = |nlist: usize| mul(nlist as u64, d * 4);
@@ -175,7 +173,7 @@ pub fn plan(n: u64, dim: usize, spec: IndexSpec) -> Result<MemoryPlan> {
         let sample = (256 * TRAINING_POINTS_PER_CENTROID).min(n);
         training_sample = mul(mul(sample, d), 4);
     }
-    let index_bytes: u64 = parts.iter().map(|(_, b)| *b).sum();
+    let index_bytes: u64 = parts.iter().fold(0, |sum, (_, b)| sum.saturating_add(*b));
     // Vectors stream into the index in batches from segment files, so the build needs the
     // index, the training sample and one batch in RAM at once.
     let batch = mul(mul(n.min(ADD_BATCH_ROWS), d), 4);

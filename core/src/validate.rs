@@ -5,6 +5,32 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::index::VectorId;
 
+/// Largest dimension accepted anywhere (collections, plans, the advisor).
+pub const MAX_DIM: usize = 65_536;
+/// Largest vector count a memory plan or advice is computed for (2^40, about 1.1 trillion):
+/// every byte count then fits in a u64.
+pub const MAX_PLAN_VECTORS: u64 = 1 << 40;
+
+/// Checks the size of a plan or an advice request: `1 ≤ n ≤ MAX_PLAN_VECTORS`,
+/// `1 ≤ dim ≤ MAX_DIM`.
+pub fn check_plan_size(n: u64, dim: usize) -> Result<()> {
+    if dim == 0 || dim > MAX_DIM {
+        return Err(Error::invalid(
+            "dim",
+            dim,
+            format!("must be between 1 and {MAX_DIM}"),
+        ));
+    }
+    if n == 0 || n > MAX_PLAN_VECTORS {
+        return Err(Error::invalid(
+            "vectors",
+            n,
+            format!("must be between 1 and {MAX_PLAN_VECTORS}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Largest vector norm accepted: squared distances and inner products of two such vectors
 /// stay below `f32::MAX` (`|a − b|² ≤ 2|a|² + 2|b|²`), so no score overflows to infinity or
 /// NaN and ranking stays exact. Real embeddings are many orders of magnitude smaller.
@@ -125,6 +151,36 @@ pub fn check_ids(ids: &[VectorId], rows: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_and_advice_refuse_sizes_they_cannot_compute() {
+        use crate::advisor::{advise, AdviceRequest};
+        use crate::sizing::plan;
+        use crate::spec::IndexSpec;
+        let ask = |vectors, dim| {
+            advise(AdviceRequest {
+                vectors,
+                dim,
+                ram_budget: None,
+                recall_target: 0.9,
+            })
+        };
+        for (n, dim) in [(1000, 0), (1000, usize::MAX), (0, 8), (u64::MAX, 8)] {
+            assert!(
+                matches!(ask(n, dim), Err(Error::InvalidParameter { .. })),
+                "{n} {dim}"
+            );
+            assert!(plan(n, dim, IndexSpec::Flat).is_err(), "{n} {dim}");
+        }
+        // The largest sizes allowed compute without overflow.
+        let spec = IndexSpec::IvfPq {
+            nlist: 1024,
+            m: 64,
+            nbits: 16,
+        };
+        assert!(plan(MAX_PLAN_VECTORS, MAX_DIM, spec).unwrap().index_bytes > 0);
+        assert!(ask(MAX_PLAN_VECTORS, MAX_DIM).is_ok());
+    }
 
     #[test]
     fn rejects_norms_that_overflow_scores_and_zero_rows_where_asked() {

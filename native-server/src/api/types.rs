@@ -378,11 +378,16 @@ pub fn decode_binary(body: &[u8]) -> Result<BinaryBatch, ApiError> {
     let rows = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
     let dim = u32::from_le_bytes([body[4], body[5], body[6], body[7]]) as usize;
     let payload = &body[8..];
-    let floats = rows
+    let sizes = rows
         .checked_mul(dim)
         .and_then(|n| n.checked_mul(4))
-        .ok_or_else(|| bad(format!("{rows} rows × {dim} is too large")))?;
-    let with_ids = floats + rows * 8;
+        .and_then(|floats| {
+            rows.checked_mul(8)
+                .and_then(|ids| floats.checked_add(ids))
+                .map(|with_ids| (floats, with_ids))
+        });
+    let (floats, with_ids) =
+        sizes.ok_or_else(|| bad(format!("{rows} rows × {dim} is too large")))?;
     let has_ids = if payload.len() == floats {
         false
     } else if payload.len() == with_ids {
@@ -444,6 +449,9 @@ mod tests {
         let mut huge = vec![0xff; 8];
         huge.extend_from_slice(&[0; 16]);
         assert!(decode_binary(&huge).is_err());
+        // rows × dim × 4 fits, but adding the ids' bytes would overflow.
+        let edge = decode_binary(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+        assert_eq!(edge.unwrap_err().code, "malformed_binary");
     }
 
     #[test]

@@ -319,7 +319,7 @@ impl Collection {
         for record in &records {
             if let WalOp::Upsert { ids, .. } = &record.op {
                 if let Some(max) = ids.iter().max() {
-                    next_auto_id = next_auto_id.max(max + 1);
+                    next_auto_id = next_auto_id.max(max.saturating_add(1));
                 }
             }
             apply_to(&schema, &mut shards, record);

@@ -26,7 +26,7 @@ fn one() -> usize {
 /// Most shards one collection may have.
 pub const MAX_SHARDS: usize = 256;
 /// Largest dimension accepted.
-pub const MAX_DIM: usize = 65_536;
+pub use proxima_core::validate::MAX_DIM;
 
 impl CollectionSchema {
     /// Checks name, dimension, shard count and index parameters.
