@@ -31,6 +31,15 @@ pub enum Error {
     #[error("k = {k} is out of range: it must be between 1 and {max}")]
     KOutOfRange { k: usize, max: usize },
 
+    #[error(
+        "{queries} queries × k = {k} asks for more than {max} hits in one request: send fewer queries per request or a smaller k"
+    )]
+    ResultTooLarge {
+        queries: usize,
+        k: usize,
+        max: usize,
+    },
+
     #[error("empty batch: at least one {what} is required")]
     EmptyBatch { what: &'static str },
 
@@ -88,6 +97,7 @@ impl Error {
             Error::VectorTooLarge { .. } => "vector_too_large",
             Error::ZeroVector { .. } => "zero_vector",
             Error::KOutOfRange { .. } => "k_out_of_range",
+            Error::ResultTooLarge { .. } => "result_too_large",
             Error::EmptyBatch { .. } => "empty_batch",
             Error::IdCountMismatch { .. } => "id_count_mismatch",
             Error::TooFewTrainingVectors { .. } => "too_few_training_vectors",

@@ -79,6 +79,28 @@ pub struct SearchLimits {
     pub max_queries: usize,
     /// Largest `nprobe`/`ef`/`search_list` accepted (default 65,536).
     pub max_knob: usize,
+    /// Largest `k × queries` of one request (default 1,000,000): bounds the memory of an
+    /// answer (about 30 MB as JSON), which `max_k × max_queries` alone would not.
+    #[serde(default = "default_max_hits")]
+    pub max_hits: usize,
+}
+
+fn default_max_hits() -> usize {
+    1_000_000
+}
+
+impl SearchLimits {
+    /// Checks that `queries` queries of `k` hits stay within `max_hits`.
+    pub fn check_hits(&self, queries: usize, k: usize) -> Result<()> {
+        match queries.checked_mul(k) {
+            Some(hits) if hits <= self.max_hits => Ok(()),
+            _ => Err(Error::ResultTooLarge {
+                queries,
+                k,
+                max: self.max_hits,
+            }),
+        }
+    }
 }
 
 impl Default for SearchLimits {
@@ -87,6 +109,7 @@ impl Default for SearchLimits {
             max_k: 10_000,
             max_queries: 10_000,
             max_knob: 65_536,
+            max_hits: default_max_hits(),
         }
     }
 }

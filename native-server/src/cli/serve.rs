@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// Most queries in one search request [default: 10000].
     #[arg(long, env = "PROXIMA_MAX_QUERIES")]
     pub max_queries: Option<usize>,
+    /// Most hits (k × queries) one search request may ask for [default: 1000000].
+    #[arg(long, env = "PROXIMA_MAX_HITS")]
+    pub max_hits: Option<usize>,
     /// Threads building indexes in the background [default: 1].
     #[arg(long, env = "PROXIMA_BUILD_THREADS")]
     pub build_threads: Option<usize>,
@@ -102,6 +105,7 @@ pub struct FileConfig {
     pub consistency_timeout_ms: Option<u64>,
     pub max_k: Option<usize>,
     pub max_queries: Option<usize>,
+    pub max_hits: Option<usize>,
     pub build_threads: Option<usize>,
     pub search_threads: Option<usize>,
     pub gpu_device: Option<i32>,
@@ -170,6 +174,10 @@ impl Settings {
         if let Some(q) = args.max_queries.or(file.max_queries) {
             anyhow::ensure!(q > 0, "max_queries must be at least 1");
             engine.limits.max_queries = q;
+        }
+        if let Some(h) = args.max_hits.or(file.max_hits) {
+            anyhow::ensure!(h > 0, "max_hits must be at least 1");
+            engine.limits.max_hits = h;
         }
         if let Some(t) = args.build_threads.or(file.build_threads) {
             anyhow::ensure!(t > 0, "build_threads must be at least 1");

@@ -641,6 +641,7 @@ impl Collection {
             )
             .into());
         }
+        self.config.limits.check_hits(nq, params.k)?;
         let required = self.required_seq(level, session_seq)?;
         let seq = self.wait_applied(required)?;
         let (dim, metric) = {

@@ -158,6 +158,20 @@ fn bad_input_is_rejected_with_typed_errors_and_nothing_written() {
             Err(EngineError::Invalid(CoreError::KOutOfRange { .. }))
         ));
     }
+    // k within max_k and queries within max_queries, but too many hits for one answer.
+    assert!(matches!(
+        c.search(
+            &vec![1.0; 3 * 101],
+            &SearchParams::new(10_000),
+            ConsistencyLevel::Strong,
+            None
+        ),
+        Err(EngineError::Invalid(CoreError::ResultTooLarge {
+            queries: 101,
+            k: 10_000,
+            max: 1_000_000
+        }))
+    ));
     assert!(matches!(
         engine.create_collection(schema("c", 3, IndexSpec::Flat, 1)),
         Err(EngineError::CollectionExists { .. })
