@@ -721,24 +721,40 @@ impl Collection {
             }
             .into());
         }
-        let count = self.count();
-        let needed = spec.min_training_vectors() as u64;
-        if count < needed {
+        // Every row into a sealed segment first: indexes are built, and trained, per segment,
+        // so the largest segment decides whether the spec can be trained at all.
+        self.flush()?;
+        let needed = spec.min_training_vectors();
+        let largest = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.read()
+                    .sealed
+                    .iter()
+                    .map(|e| e.segment.rows())
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or(0);
+        if largest < needed {
             return Err(CoreError::TooFewTrainingVectors {
-                needed: needed as usize,
-                got: count as usize,
+                needed,
+                got: largest,
                 nlist: spec.nlist().unwrap_or(0),
             }
             .into());
         }
         let generation = {
             let mut meta = self.meta.lock();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(EngineError::Closed);
+            }
             meta.index_generation += 1;
             self.schema.write().index = spec;
             self.write_manifest(&meta)?;
             meta.index_generation
         };
-        self.flush()?;
         for shard in &self.shards {
             let segments: Vec<_> = shard
                 .read()

@@ -519,6 +519,22 @@ fn too_few_training_vectors_stays_exact_and_explicit_build_is_refused() {
         )
         .unwrap();
     assert_eq!(r.hits[0][0].id, 0);
+
+    // Indexes are trained per segment: 500 rows over 4 shards make segments of about 125,
+    // too few for nlist = 10 (390) although the collection holds 500.
+    let four = engine
+        .create_collection(schema("four", 8, IndexSpec::Flat, 4))
+        .unwrap();
+    four.insert(&data, Some(&(0..500).collect::<Vec<_>>()))
+        .unwrap();
+    match four.rebuild_index(IndexSpec::IvfFlat { nlist: 10 }) {
+        Err(EngineError::Invalid(CoreError::TooFewTrainingVectors {
+            needed: 390, got, ..
+        })) if got < 390 => {}
+        other => panic!("expected TooFewTrainingVectors, got {other:?}"),
+    }
+    assert_eq!(four.index_status().spec, IndexSpec::Flat);
+    assert!(four.rebuild_index(IndexSpec::IvfFlat { nlist: 2 }).is_ok());
 }
 
 #[test]
