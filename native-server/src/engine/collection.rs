@@ -382,11 +382,15 @@ impl Collection {
                                 break;
                             }
                             me.apply(&record);
-                            let needs_seal = me
-                                .shards
-                                .iter()
-                                .any(|s| s.read().growing.rows() >= me.config.seal_rows);
-                            if needs_seal {
+                            // A checkpoint seals a full growing segment, and compacts sealed
+                            // segments past the deleted-rows ratio (also under deletes alone).
+                            let ratio = me.config.auto_compact_deleted_ratio;
+                            let due = me.shards.iter().any(|s| {
+                                let s = s.read();
+                                s.growing.rows() >= me.config.seal_rows
+                                    || s.sealed.iter().any(|e| e.mostly_deleted(ratio))
+                            });
+                            if due {
                                 if let Err(e) = me.checkpoint(false) {
                                     tracing::error!(collection = %me.name(), error = %e, "checkpoint failed");
                                 }
@@ -942,11 +946,10 @@ impl Collection {
                     }
                     let mut victims = Vec::new();
                     for e in &shard.sealed {
-                        let deleted = e.segment.rows() - e.live_count;
                         let worth = if compact {
-                            deleted > 0
+                            e.live_count < e.segment.rows()
                         } else {
-                            deleted as f64 > ratio * e.segment.rows() as f64
+                            e.mostly_deleted(ratio)
                         };
                         if worth {
                             victims.push(e.segment.id);

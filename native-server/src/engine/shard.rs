@@ -25,6 +25,14 @@ pub struct SealedEntry {
     pub dirty: bool,
 }
 
+impl SealedEntry {
+    /// Whether more than `ratio` of the segment's rows are deleted (compaction is due).
+    pub fn mostly_deleted(&self, ratio: f64) -> bool {
+        let rows = self.segment.rows();
+        (rows - self.live_count) as f64 > ratio * rows as f64
+    }
+}
+
 /// The state of one shard (guarded by the shard's lock in the collection).
 #[derive(Default)]
 pub struct ShardState {

@@ -213,6 +213,39 @@ fn bad_input_is_rejected_with_typed_errors_and_nothing_written() {
 }
 
 #[test]
+fn deletes_alone_trigger_compaction_past_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine
+        .create_collection(schema("d", 4, IndexSpec::Flat, 1))
+        .unwrap();
+    let ids: Vec<u64> = (0..1000).collect();
+    let data: Vec<f32> = ids.iter().flat_map(|&i| vector(i, 0, 4)).collect();
+    c.insert(&data, Some(&ids)).unwrap();
+    c.flush().unwrap();
+    let sealed_rows = |c: &Collection| -> usize {
+        c.describe()
+            .segments
+            .iter()
+            .filter(|s| s.state == "sealed")
+            .map(|s| s.rows)
+            .sum()
+    };
+    // 25 % deleted: below the default ratio (30 %), nothing is rewritten.
+    c.delete(&ids[..250]).unwrap();
+    assert_eq!(c.count(), 750);
+    assert_eq!(sealed_rows(&c), 1000);
+    // 40 %: the applier compacts without a flush; the deleted rows leave disk and memory.
+    c.delete(&ids[250..400]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sealed_rows(&c) != 600 {
+        assert!(std::time::Instant::now() < deadline, "no compaction");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(all_ids(&c, 4), ids[400..].to_vec());
+}
+
+#[test]
 fn the_largest_ids_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -416,6 +449,8 @@ fn heavily_deleted_and_large_k_searches_still_return_k_live_hits() {
     let n = 3000;
     let mut cfg = config(dir.path());
     cfg.seal_rows = n;
+    // Deleted rows stay in the index until compaction: here, never.
+    cfg.auto_compact_deleted_ratio = 1.0;
     let data = clustered(n, dim, 11);
     let ids: Vec<u64> = (0..n as u64).collect();
     let engine = Engine::open(cfg).unwrap();
@@ -456,7 +491,7 @@ fn heavily_deleted_and_large_k_searches_still_return_k_live_hits() {
             assert!(requeried_queries() > before);
         }
 
-        // Delete all but 20 rows, without a checkpoint (no compaction): the index's candidates
+        // Delete all but 20 rows, without compaction: the index's candidates
         // are nearly all deleted, yet every query gets min(k, 20) live hits.
         let keep: Vec<u64> = ids.iter().copied().filter(|id| id % 150 == 7).collect();
         let gone: Vec<u64> = ids.iter().copied().filter(|id| id % 150 != 7).collect();

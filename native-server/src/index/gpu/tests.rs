@@ -259,6 +259,8 @@ fn the_engine_searches_sealed_segments_on_the_gpu_and_falls_back_to_the_cpu() {
     let open = |dir: &std::path::Path, gpu: bool| {
         let mut c = EngineConfig::new(dir);
         c.seal_rows = 5_000;
+        // Deleted rows stay until the explicit compaction below.
+        c.auto_compact_deleted_ratio = 1.0;
         c.consistency_timeout = Duration::from_secs(30);
         c.gpu = gpu.then(|| GpuSettings {
             min_rows: 1_000,
