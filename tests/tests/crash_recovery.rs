@@ -41,11 +41,20 @@ fn recovered_state(dir: &std::path::Path) -> HashMap<u64, Vec<f32>> {
             )
             .unwrap();
         assert_eq!(r.hits[0].len(), count);
+        let mut seen = std::collections::HashSet::new();
         for h in &r.hits[0] {
+            assert!(seen.insert(h.id), "search returned id {} twice", h.id);
+            let Some(v) = state.get(&h.id) else {
+                panic!("search returned id {} that get() says is gone", h.id);
+            };
+            // L2 from the origin is the squared norm: a stale copy of the id (an older
+            // vector left live somewhere) would score differently.
+            let norm: f32 = v.iter().map(|x| x * x).sum();
             assert!(
-                state.contains_key(&h.id),
-                "search returned id {} that get() says is gone",
-                h.id
+                (h.score - norm).abs() <= 1e-3 * norm.max(1.0),
+                "id {} scored {} but its vector's squared norm is {norm}",
+                h.id,
+                h.score
             );
         }
     }
