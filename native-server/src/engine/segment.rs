@@ -441,15 +441,19 @@ impl SealedSegment {
             (None, Some((index, _))) => index.search(queries, params, filter)?,
             (None, None) => return Ok(self.exact(queries, metric, params.k, filter)),
         };
-        // Index hits are labelled by row.
-        let ids = self.ids();
-        for h in hits.iter_mut().flatten() {
-            h.id = ids[h.id as usize];
-        }
+        self.rows_to_ids(&mut hits);
         self.complete_short(
             &mut hits, queries, metric, params, filter, live_count, &serving,
         )?;
         Ok(hits)
+    }
+
+    /// Relabels an index's hits (rows) with the rows' ids.
+    fn rows_to_ids(&self, hits: &mut [Vec<Hit>]) {
+        let ids = self.ids();
+        for h in hits.iter_mut().flatten() {
+            h.id = ids[h.id as usize];
+        }
     }
 
     /// Exact search over the segment's live rows (serial: see [`GrowingSegment::search`]).
@@ -509,7 +513,8 @@ impl SealedSegment {
                         nprobe: Some(nprobe.saturating_mul(8).min(nlist)),
                         ..*params
                     };
-                    let again = index.search(&gather(&short), &wider, filter)?;
+                    let mut again = index.search(&gather(&short), &wider, filter)?;
+                    self.rows_to_ids(&mut again);
                     for (&q, h) in short.iter().zip(again) {
                         hits[q] = h;
                     }

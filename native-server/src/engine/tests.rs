@@ -452,7 +452,8 @@ fn heavily_deleted_and_large_k_searches_still_return_k_live_hits() {
     // Deleted rows stay in the index until compaction: here, never.
     cfg.auto_compact_deleted_ratio = 1.0;
     let data = clustered(n, dim, 11);
-    let ids: Vec<u64> = (0..n as u64).collect();
+    // Ids unlike row numbers, so a hit labelled by row instead of id cannot pass.
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 7 + 1_000_000).collect();
     let engine = Engine::open(cfg).unwrap();
     for (name, spec) in [
         (
@@ -490,6 +491,25 @@ fn heavily_deleted_and_large_k_searches_still_return_k_live_hits() {
         if name == "ivf" {
             assert!(requeried_queries() > before);
         }
+        // k = 200: eight times the lists probed is enough, and those hits carry ids too.
+        let r = c
+            .search(
+                &data[..dim],
+                &SearchParams::new(200).with_nprobe(1),
+                ConsistencyLevel::Strong,
+                None,
+            )
+            .unwrap();
+        let mut got: Vec<u64> = r.hits[0].iter().map(|h| h.id).collect();
+        assert_eq!(got.len(), 200);
+        assert_eq!(got[0], ids[0], "{name}: the query's own row first");
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len(), 200, "{name}: no id twice");
+        assert!(
+            got.iter().all(|id| ids.binary_search(id).is_ok()),
+            "{name}: ids, not rows"
+        );
 
         // Delete all but 20 rows, without compaction: the index's candidates
         // are nearly all deleted, yet every query gets min(k, 20) live hits.
