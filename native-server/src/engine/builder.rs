@@ -274,18 +274,25 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     }
     let file = format!("index-{}.faiss", job.generation);
     let tmp = segment.dir.join(format!("{file}.tmp"));
-    index.save(&tmp)?;
-    // FAISS writes through stdio without an fsync: make the file durable before the rename
-    // (and the manifest) can point at it.
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(super::error::EngineError::io(format!(
-            "fsync {}",
-            tmp.display()
-        )))?;
-    rename_durable(&tmp, &segment.dir.join(&file))?;
+    let saved = collection.while_open(|| {
+        index.save(&tmp)?;
+        // FAISS writes through stdio without an fsync: make the file durable before the
+        // rename (and the manifest) can point at it.
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(super::error::EngineError::io(format!(
+                "fsync {}",
+                tmp.display()
+            )))?;
+        rename_durable(&tmp, &segment.dir.join(&file))
+    })?;
+    if saved.is_none() {
+        // Closed (dropped) meanwhile: the directory is not this collection's any more.
+        finish(None);
+        return Ok(());
+    }
     if !collection.build_is_current(segment.id, job.generation) {
-        let _ = std::fs::remove_file(segment.dir.join(&file));
+        let _ = collection.while_open(|| Ok(std::fs::remove_file(segment.dir.join(&file))));
         finish(None);
         return Ok(());
     }
@@ -313,13 +320,13 @@ fn put_in_service(
     let file = ready.as_ref().map(|r| r.file.clone());
     let Some(old) = serve_if_current(segment, generation, ready, note) else {
         if let Some(file) = file {
-            let _ = std::fs::remove_file(segment.dir.join(file));
+            let _ = collection.while_open(|| Ok(std::fs::remove_file(segment.dir.join(file))));
         }
         return Ok(());
     };
     let persisted = collection.persist_indexes();
     if let (Ok(()), Some(old)) = (&persisted, &old.ready) {
-        let _ = std::fs::remove_file(segment.dir.join(&old.file));
+        let _ = collection.while_open(|| Ok(std::fs::remove_file(segment.dir.join(&old.file))));
     }
     // The old index and its GPU copy go only now, outside the slot lock (freeing a GPU copy
     // works on the device).

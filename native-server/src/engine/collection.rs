@@ -163,8 +163,15 @@ pub struct Collection {
     /// The GPU sealed segments are copied to, if the engine has one.
     gpu: Option<Arc<GpuDevice>>,
     closed: AtomicBool,
+    /// Held (shared) by threads other than the applier while they write or delete files in
+    /// the collection's directory; `close` takes it exclusively, so that once a collection is
+    /// closed (dropped) nothing writes into a directory of the same name again.
+    files: RwLock<()>,
     me: Weak<Collection>,
 }
+
+/// How long the applier waits after a failed automatic checkpoint before trying again.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
 
 fn segment_dir(dir: &Path, id: u64) -> PathBuf {
     dir.join("segments").join(format!("{id:010}"))
@@ -355,6 +362,7 @@ impl Collection {
             searcher,
             gpu,
             closed: AtomicBool::new(false),
+            files: RwLock::new(()),
             me: me.clone(),
         });
         for segment in &built {
@@ -373,6 +381,9 @@ impl Collection {
         let handle = std::thread::Builder::new()
             .name(format!("apply-{}", self.name()))
             .spawn(move || {
+                // After a failed automatic checkpoint (a full disk), the next waits a while
+                // instead of rewriting segments again on every record.
+                let mut retry_at: Option<Instant> = None;
                 while let Ok(msg) = rx.recv() {
                     match msg {
                         ApplierMsg::Record(record) => {
@@ -390,10 +401,14 @@ impl Collection {
                                 s.growing.rows() >= me.config.seal_rows
                                     || s.sealed.iter().any(|e| e.mostly_deleted(ratio))
                             });
-                            if due {
-                                if let Err(e) = me.checkpoint(false) {
-                                    tracing::error!(collection = %me.name(), error = %e, "checkpoint failed");
-                                }
+                            if due && retry_at.is_none_or(|t| Instant::now() >= t) {
+                                retry_at = match me.checkpoint(false) {
+                                    Ok(()) => None,
+                                    Err(e) => {
+                                        tracing::error!(collection = %me.name(), error = %e, "checkpoint failed; retrying in {} s", CHECKPOINT_RETRY.as_secs());
+                                        Some(Instant::now() + CHECKPOINT_RETRY)
+                                    }
+                                };
                             }
                         }
                         ApplierMsg::Flush(reply) => {
@@ -416,10 +431,11 @@ impl Collection {
     /// Stops the applier after it has applied everything queued.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        // A manifest write in flight (a build finishing) ends before close returns, and none
-        // starts after: a dropped collection's build never writes into a collection created
-        // again under the same name.
+        // A manifest write or index file write in flight (a build finishing) ends before close
+        // returns, and none starts after: a dropped collection's build never writes into a
+        // collection created again under the same name.
         drop(self.meta.lock());
+        drop(self.files.write());
         self.set_apply_paused(false);
         if let Some(tx) = self.tx.lock().take() {
             let _ = tx.send(ApplierMsg::Stop);
@@ -816,6 +832,19 @@ impl Collection {
             .any(|s| s.read().sealed.iter().any(|e| e.segment.id == segment))
     }
 
+    /// Runs `f` (which writes or deletes files of this collection) unless the collection is
+    /// closed (`None`); `close` waits for it.
+    pub(crate) fn while_open<T>(
+        &self,
+        f: impl FnOnce() -> EngineResult<T>,
+    ) -> EngineResult<Option<T>> {
+        let _files = self.files.read();
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        f().map(Some)
+    }
+
     /// Records a finished build in the manifest.
     pub(crate) fn persist_indexes(&self) -> EngineResult<()> {
         let meta = self.meta.lock();
@@ -1009,18 +1038,19 @@ impl Collection {
             }
             Ok(())
         })();
-        if let Err(e) = sealed {
-            drop(meta);
-            drop(retired);
-            for seg in new_segments {
-                self.queue_build(seg);
-            }
-            return Err(e);
-        }
-        meta.checkpoint_seq = seq;
-        self.write_manifest(&meta)?;
+        let recorded = sealed.and_then(|()| {
+            meta.checkpoint_seq = seq;
+            self.write_manifest(&meta)
+        });
         drop(meta);
         drop(retired);
+        // The new segments are in service whatever failed after they were made: they get
+        // their indexes. Compacted directories stay (removed on the next open) unless the
+        // manifest no longer names them.
+        for seg in new_segments {
+            self.queue_build(seg);
+        }
+        recorded?;
         self.wal.truncate_through(seq)?;
         for dir in dropped {
             if let Err(e) = fs::remove_dir_all(&dir) {
@@ -1028,9 +1058,6 @@ impl Collection {
             }
         }
         let _ = sync_dir(&self.dir.join("segments"));
-        for seg in new_segments {
-            self.queue_build(seg);
-        }
         if self.gpu.is_some() {
             // A copy that did not fit before may fit now (compaction, dropped collections).
             let waiting: Vec<_> = self

@@ -291,7 +291,11 @@ impl SealedSegment {
         header.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         header.resize(HEADER, 0);
         header.extend_from_slice(&body);
-        write_atomic(&dir.join("rows.bin"), &header)?;
+        if let Err(e) = write_atomic(&dir.join("rows.bin"), &header) {
+            // A full disk: give the space of the partial file back at once.
+            let _ = fs::remove_dir_all(dir);
+            return Err(e);
+        }
         Self::open(dir, id, shard, dim)
     }
 
