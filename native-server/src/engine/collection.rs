@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use proxima_core::consistency::Seq;
 use proxima_core::exact::merge_hits;
 use proxima_core::sizing;
-use proxima_core::validate::{check_ids, check_nonzero, check_vectors};
+use proxima_core::validate::{check_ids, check_nonzero, check_norms, check_vectors};
 use proxima_core::{
     Bitmap, ConsistencyLevel, Error as CoreError, Hit, IndexSpec, Metric, SearchParams,
 };
@@ -479,6 +479,7 @@ impl Collection {
     fn prepare(&self, vectors: &[f32], what: &'static str) -> EngineResult<(Vec<f32>, usize)> {
         let schema = self.schema.read();
         let n = check_vectors(vectors, schema.dim, what)?;
+        check_norms(vectors, schema.dim)?;
         if schema.metric.normalizes() {
             check_nonzero(vectors, schema.dim)?;
         }
