@@ -747,15 +747,9 @@ impl Collection {
         self.flush()?;
         let needed = spec.min_training_vectors();
         let largest = self
-            .shards
+            .sealed_segments()
             .iter()
-            .flat_map(|s| {
-                s.read()
-                    .sealed
-                    .iter()
-                    .map(|e| e.segment.rows())
-                    .collect::<Vec<_>>()
-            })
+            .map(|s| s.rows())
             .max()
             .unwrap_or(0);
         if largest < needed {
@@ -776,18 +770,24 @@ impl Collection {
             self.write_manifest(&meta)?;
             meta.index_generation
         };
-        for shard in &self.shards {
-            let segments: Vec<_> = shard
-                .read()
-                .sealed
-                .iter()
-                .map(|e| e.segment.clone())
-                .collect();
-            for segment in segments {
-                self.queue_build(segment);
-            }
+        for segment in self.sealed_segments() {
+            self.queue_build(segment);
         }
         Ok(generation)
+    }
+
+    /// Every sealed segment of every shard, taken under each shard's read lock in turn.
+    fn sealed_segments(&self) -> Vec<Arc<SealedSegment>> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.read()
+                    .sealed
+                    .iter()
+                    .map(|e| e.segment.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// The index spec and generation segments should serve, read together. Locks in the order
@@ -1061,23 +1061,14 @@ impl Collection {
         let _ = sync_dir(&self.dir.join("segments"));
         if self.gpu.is_some() {
             // A copy that did not fit before may fit now (compaction, dropped collections).
-            let waiting: Vec<_> = self
-                .shards
-                .iter()
-                .flat_map(|s| {
-                    s.read()
-                        .sealed
-                        .iter()
-                        .filter(|e| {
-                            let slot = e.segment.slot.read();
-                            slot.gpu.is_none() && slot.building.is_none()
-                        })
-                        .map(|e| e.segment.clone())
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            for seg in &waiting {
-                self.queue_offload(seg);
+            for seg in self.sealed_segments() {
+                let waiting = {
+                    let slot = seg.slot.read();
+                    slot.gpu.is_none() && slot.building.is_none()
+                };
+                if waiting {
+                    self.queue_offload(&seg);
+                }
             }
         }
         Ok(())
