@@ -3,7 +3,7 @@
 //! The logical clock is the write-ahead-log sequence number: every acknowledged write gets
 //! one, and every segment knows the sequence it has applied up to.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -13,7 +13,7 @@ use crate::error::Error;
 pub type Seq = u64;
 
 /// The four consistency levels of the Milvus model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsistencyLevel {
     /// Sees every write acknowledged before the search started.
@@ -51,6 +51,14 @@ impl ConsistencyLevel {
             ConsistencyLevel::Session => "session",
             ConsistencyLevel::Eventually => "eventually",
         }
+    }
+}
+
+/// Accepts the names in any case, as the query-string form ([`FromStr`]) does.
+impl<'de> Deserialize<'de> for ConsistencyLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -93,5 +101,9 @@ mod tests {
         assert_eq!(Eventually.required_seq(100, Some(42), 10), 0);
         assert_eq!("STRONG".parse::<ConsistencyLevel>().unwrap(), Strong);
         assert!("linearizable".parse::<ConsistencyLevel>().is_err());
+        let json: ConsistencyLevel = serde_json::from_str("\"Bounded\"").unwrap();
+        assert_eq!(json, Bounded);
+        assert!(serde_json::from_str::<ConsistencyLevel>("\"sometimes\"").is_err());
+        assert_eq!(serde_json::to_string(&Session).unwrap(), "\"session\"");
     }
 }
