@@ -9,7 +9,8 @@
 //!
 //! It is only a fast path: it takes the common shape (a top-level `"vectors"` key whose value
 //! is an array of arrays of plain JSON numbers of at most 19 significant digits and decimal
-//! exponents within ±44) and hands every other body — any doubt, any error — to `serde_json`
+//! exponents within ±308), reads each number to exactly the f32 `serde_json` reads, and hands
+//! every other body — any doubt, any error — to `serde_json`
 //! whole, so that what is accepted, what is refused and every error message stay
 //! `serde_json`'s. The rest of the body is always parsed by `serde_json`, with the vectors
 //! replaced by `[]`.
@@ -120,7 +121,7 @@ fn rows(b: &[u8], mut i: usize) -> Option<(Rows, usize)> {
         } else {
             loop {
                 let (x, end) = number(b, i)?;
-                data.push(x as f32);
+                data.push(x);
                 i = ws(b, end);
                 match b.get(i)? {
                     b',' => i = ws(b, i + 1),
@@ -142,10 +143,28 @@ fn rows(b: &[u8], mut i: usize) -> Option<(Rows, usize)> {
     }
 }
 
-const POW10: [f64; 23] = [
+/// The exact powers of ten of f64, for the common exponents without a table lookup.
+const POW10_EXACT: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+/// `10^k` for k in 0..=308, each the f64 nearest to it: the table `serde_json` scales by.
+#[inline]
+fn pow10(k: usize) -> Option<f64> {
+    if let Some(&p) = POW10_EXACT.get(k) {
+        return Some(p);
+    }
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            (0..=308)
+                .map(|k| format!("1e{k}").parse().unwrap_or(f64::INFINITY))
+                .collect()
+        })
+        .get(k)
+        .copied()
+}
 
 /// The value of eight ASCII digits, or `None` if one of the bytes is not a digit.
 #[inline]
@@ -167,7 +186,7 @@ fn eight_digits(b: &[u8]) -> Option<u64> {
 /// A JSON number at `b[i..]` (strict JSON grammar): its value and the index past it, or `None`
 /// when it is not one, or not one this fast path takes.
 #[inline]
-fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
+fn number(b: &[u8], mut i: usize) -> Option<(f32, usize)> {
     let negative = b.get(i) == Some(&b'-');
     if negative {
         i += 1;
@@ -178,15 +197,18 @@ fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
         b'0' => i += 1,
         b'1'..=b'9' => {
             while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-                mantissa = mantissa.wrapping_mul(10) + u64::from(c - b'0');
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
                 digits += 1;
                 i += 1;
             }
         }
         _ => return None,
     }
+    // A fraction or an exponent makes serde_json read a float; otherwise an integer.
+    let mut float = false;
     let mut exponent: i32 = 0;
     if b.get(i) == Some(&b'.') {
+        float = true;
         i += 1;
         let first = i;
         if digits == 0 {
@@ -204,7 +226,7 @@ fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
             i += 8;
         }
         while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            mantissa = mantissa.wrapping_mul(10) + u64::from(c - b'0');
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
             digits += 1;
             i += 1;
         }
@@ -214,6 +236,7 @@ fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
         exponent -= (i - first) as i32;
     }
     if matches!(b.get(i), Some(b'e' | b'E')) {
+        float = true;
         i += 1;
         let negative_exponent = match b.get(i) {
             Some(b'-') => {
@@ -237,23 +260,41 @@ fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
         }
         exponent = exponent.saturating_add(if negative_exponent { -e } else { e });
     }
-    // Up to 19 digits fit a u64 exactly. The value is then the mantissa rounded to f64 and
-    // scaled by one or two exact powers of ten (10^22 is the largest exact f64 power): within
-    // two f64 ulps of the decimal, 2^-28 of an f32 ulp, so `as f32` gives the f32 that
-    // serde_json gives (it also goes through f64). Exponents to ±44 cover the f32 range down
-    // to its smallest normal numbers, and the f64 expansions (17 digits) that JSON writers
-    // produce for small f32 values (1.2345678901234567e-7).
-    if digits > 19 || exponent.unsigned_abs() > 44 {
+    // Up to 19 digits fit a u64 exactly (a longer mantissa, which wrapped above, goes to
+    // serde_json). The value is then exactly what serde_json (without `float_roundtrip`) makes
+    // of the same text, so both paths store the same f32: an integer stays a u64 (or an i64
+    // when negative) and converts to f32 once; a float is the mantissa as f64, multiplied or
+    // divided by one power of ten from serde_json's table, converted to f32.
+    if digits > 19 {
         return None;
     }
-    let m = mantissa as f64;
-    let value = match exponent {
-        0..=22 => m * POW10[exponent as usize],
-        23.. => m * POW10[22] * POW10[exponent as usize - 22],
-        -22..=-1 => m / POW10[exponent.unsigned_abs() as usize],
-        _ => m / POW10[22] / POW10[exponent.unsigned_abs() as usize - 22],
+    let value = if !float {
+        if !negative {
+            mantissa as f32
+        } else {
+            let neg = (mantissa as i64).wrapping_neg();
+            if neg >= 0 {
+                // -0, or below i64::MIN: serde_json reads these as f64.
+                -(mantissa as f64) as f32
+            } else {
+                neg as f32
+            }
+        }
+    } else {
+        let m = mantissa as f64;
+        let scaled = if exponent >= 0 {
+            let f = m * pow10(exponent as usize)?;
+            // Out of range: serde_json's error, from serde_json.
+            if f.is_infinite() {
+                return None;
+            }
+            f
+        } else {
+            m / pow10(exponent.unsigned_abs() as usize)?
+        };
+        (if negative { -scaled } else { scaled }) as f32
     };
-    Some((if negative { -value } else { value }, i))
+    Some((value, i))
 }
 
 #[cfg(test)]
@@ -293,11 +334,55 @@ mod tests {
             "2.5e-7",
             "123456789.125",
             "9999999999999999999",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "9007199791611905",
             "0.000000000000000000001",
+            "0.000000013344396254666436",
+            "1e-45",
+            "1e45",
+            "-1.5e-300",
         ] {
             let text = format!(r#"{{"vectors": [[{n}]]}}"#);
-            let want: f64 = n.parse().unwrap();
-            assert_eq!(fast(&text), Some(vec![want as f32]), "{n}");
+            let got = fast(&text).unwrap_or_else(|| panic!("{n}: not taken"));
+            let want = slow(&text);
+            assert_eq!(
+                got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{n}: {got:?} vs serde_json's {want:?}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Any number of up to 19 digits and any exponent reads to the bits serde_json reads.
+        #[test]
+        fn every_number_reads_as_serde_json_reads_it(
+            negative in any::<bool>(),
+            digits in "[1-9][0-9]{0,18}",
+            point in 0usize..20,
+            exponent in proptest::option::of(-330i32..330),
+        ) {
+            let (int, frac) = digits.split_at(point.min(digits.len()));
+            let int = if int.is_empty() { "0" } else { int };
+            let mut n = format!("{}{int}", if negative { "-" } else { "" });
+            if !frac.is_empty() {
+                n = format!("{n}.{frac}");
+            }
+            if let Some(e) = exponent {
+                n = format!("{n}e{e}");
+            }
+            let text = format!(r#"{{"vectors": [[{n}]]}}"#);
+            let slow = serde_json::from_str::<SearchRequest>(&text).ok();
+            match (fast(&text), slow) {
+                (Some(got), Some(want)) => {
+                    let want = want.vectors.into_flat(1).unwrap();
+                    prop_assert_eq!(got[0].to_bits(), want[0].to_bits(), "{}", n);
+                }
+                // Not taken: serde_json answers (out of range, too many digits).
+                (None, _) => {}
+                (Some(got), None) => prop_assert!(false, "{n}: fast read {got:?}, serde_json refused"),
+            }
         }
     }
 
@@ -310,9 +395,10 @@ mod tests {
             r#"{"vectors": [[-]]}"#,
             r#"{"vectors": [[1e]]}"#,
             r#"{"vectors": [[1e400]]}"#,
-            r#"{"vectors": [[1e-45]]}"#,
-            r#"{"vectors": [[1e45]]}"#,
+            r#"{"vectors": [[1e-400]]}"#,
             r#"{"vectors": [[12345678901234567890]]}"#,
+            r#"{"vectors": [[36893488147419103239]]}"#,
+            r#"{"vectors": [[0.36893488147419103239]]}"#,
             r#"{"vectors": [[NaN]]}"#,
             r#"{"vectors": [["AACAPw=="]]}"#,
             r#"{"vectors": [[1, 2],]}"#,
