@@ -215,7 +215,11 @@ fn decode_frame<T: DeserializeOwned>(kind: FrameKind, bytes: &[u8]) -> Result<T>
             frame[6], kind as u8
         )));
     }
-    postcard::from_bytes(&frame[7..]).map_err(|e| bad(e.to_string()))
+    let (value, rest) = postcard::take_from_bytes(&frame[7..]).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} bytes after the body", rest.len())));
+    }
+    Ok(value)
 }
 
 impl ChangeBatch {
@@ -225,6 +229,9 @@ impl ChangeBatch {
     }
 
     /// Decodes a frame made by [`ChangeBatch::to_bytes`].
+    /// Decodes a frame (checksum, magic, version, kind, and a body with nothing after it).
+    /// The batch's content is the caller's to check, with [`ChangeBatch::validate`] and the
+    /// collection's dimension.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         decode_frame::<WireBatch>(FrameKind::ChangeBatch, bytes).map(ChangeBatch::from)
     }
@@ -283,6 +290,30 @@ mod tests {
             bytes[i] ^= 1 << bit;
             prop_assert!(ChangeBatch::from_bytes(&bytes).is_err());
         }
+    }
+
+    #[test]
+    fn a_frame_with_bytes_after_its_body_is_refused() {
+        let batch = ChangeBatch {
+            collection: "c".into(),
+            since: 0,
+            until: 1,
+            has_more: false,
+            snapshot_required: false,
+            records: vec![ChangeRecord {
+                seq: 1,
+                change: Change::Delete { id: 1 },
+            }],
+        };
+        let good = batch.to_bytes();
+        assert_eq!(ChangeBatch::from_bytes(&good).unwrap(), batch);
+        // The same body with a byte appended, and a checksum that matches it.
+        let mut padded = good[..good.len() - 4].to_vec();
+        padded.push(0);
+        let crc = crc32fast::hash(&padded);
+        padded.extend_from_slice(&crc.to_le_bytes());
+        let err = ChangeBatch::from_bytes(&padded).unwrap_err();
+        assert!(err.to_string().contains("after the body"), "{err}");
     }
 
     #[test]

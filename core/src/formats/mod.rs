@@ -222,6 +222,30 @@ mod tests {
         assert!(err.to_string().contains("header says 3 x 4"), "{err}");
         assert!(read_fbin(&mut &[1u8, 2][..]).is_err());
         assert!(Format::from_extension("x.csv").is_err());
+        // .npy headers claiming more than the file holds: refused before anything trusts them.
+        let npy = |version: u8, len: Option<u32>, shape: &str| {
+            let header =
+                format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+            let len = len.unwrap_or(header.len() as u32);
+            let mut b = b"\x93NUMPY".to_vec();
+            b.extend_from_slice(&[version, 0]);
+            if version == 1 {
+                b.extend_from_slice(&(len as u16).to_le_bytes());
+            } else {
+                b.extend_from_slice(&len.to_le_bytes());
+            }
+            b.extend_from_slice(header.as_bytes());
+            b.extend_from_slice(&[0; 8]);
+            b
+        };
+        for (bytes, why) in [
+            (npy(2, Some(u32::MAX), "2, 1"), "header"),
+            (npy(1, None, "3, 6148914691236517206"), "overflows"),
+            (npy(1, None, "1000, 1000"), "needs more"),
+        ] {
+            let err = Format::Npy.read_f32(&mut bytes.as_slice()).unwrap_err();
+            assert!(err.to_string().contains(why), "{why}: {err}");
+        }
         assert_eq!(
             Format::from_extension("sift_base.FVECS").unwrap(),
             Format::Fvecs

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 pub fn read_npy_f32(input: &mut dyn Read) -> Result<Matrix<f32>> {
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes).map_err(io_error("npy"))?;
+    preflight(&bytes)?;
     let npy = npyz::NpyFile::new(bytes.as_slice()).map_err(|e| malformed("npy", e.to_string()))?;
     if npy.order() != npyz::Order::C {
         return Err(malformed("npy", "Fortran-ordered arrays are not supported"));
@@ -51,6 +52,55 @@ pub fn read_npy_f32(input: &mut dyn Read) -> Result<Matrix<f32>> {
         return Err(malformed("npy", "data length does not match the shape"));
     }
     Ok(Matrix { rows, cols, data })
+}
+
+/// Checks what `npyz` takes on trust, before it reads the file: a header length within the
+/// file (it allocates that much), and a shape whose element count neither overflows (it
+/// multiplies unchecked) nor needs more bytes than follow the header.
+fn preflight(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(malformed("npy", "not an .npy file (bad magic)"));
+    }
+    let (len, start): (usize, usize) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(malformed("npy", format!("unsupported format version {v}"))),
+    };
+    let header = bytes.get(start..start.saturating_add(len)).ok_or_else(|| {
+        malformed(
+            "npy",
+            format!("a {len}-byte header in a {}-byte file", bytes.len()),
+        )
+    })?;
+    let header = String::from_utf8_lossy(header);
+    let shape = header
+        .find("'shape'")
+        .and_then(|at| {
+            let open = at + header[at..].find('(')?;
+            let close = open + header[open..].find(')')?;
+            Some(&header[open + 1..close])
+        })
+        .ok_or_else(|| malformed("npy", "the header has no shape"))?;
+    let mut count: u64 = 1;
+    for dim in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let dim: u64 = dim
+            .parse()
+            .map_err(|_| malformed("npy", format!("shape entry {dim:?} is not a number")))?;
+        count = count
+            .checked_mul(dim)
+            .ok_or_else(|| malformed("npy", format!("shape ({shape}) overflows")))?;
+    }
+    let body = (bytes.len() - start - len) as u64;
+    if count.saturating_mul(4) > body {
+        return Err(malformed(
+            "npy",
+            format!("shape ({shape}) needs more than the {body} bytes after the header"),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes a 2-D `<f4` `.npy` array.

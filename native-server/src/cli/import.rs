@@ -171,7 +171,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         Some(
             src.ids
                 .take()
-                .unwrap_or_else(|| (args.start_id..args.start_id + rows as u64).collect()),
+                .map_or_else(|| file_ids(args.start_id, rows), Ok)?,
         )
     };
 
@@ -197,4 +197,31 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         println!("flushed {}", args.collection);
     }
     Ok(())
+}
+
+/// Ids `start, start + 1, …` for `rows` rows, refused when the last would pass `u64::MAX`.
+fn file_ids(start: u64, rows: usize) -> anyhow::Result<Vec<u64>> {
+    let Some(count) = (rows as u64).checked_sub(1) else {
+        return Ok(Vec::new());
+    };
+    let last = start.checked_add(count).ok_or_else(|| {
+        anyhow::anyhow!("--start-id {start} leaves no room for {rows} ids below 2^64")
+    })?;
+    Ok((start..=last).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_ids;
+
+    #[test]
+    fn file_ids_reach_the_last_id_and_no_further() {
+        assert_eq!(file_ids(5, 3).unwrap(), vec![5, 6, 7]);
+        assert_eq!(
+            file_ids(u64::MAX - 1, 2).unwrap(),
+            vec![u64::MAX - 1, u64::MAX]
+        );
+        assert!(file_ids(u64::MAX - 1, 3).is_err());
+        assert!(file_ids(u64::MAX, 0).unwrap().is_empty());
+    }
 }
