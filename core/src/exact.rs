@@ -77,6 +77,16 @@ impl TopK {
         }
     }
 
+    /// The score a candidate must match or beat to enter, once `k` hits are kept (`None`
+    /// before): lets a caller skip most candidates without building them.
+    #[inline]
+    pub fn threshold(&self) -> Option<f32> {
+        if self.heap.len() < self.k {
+            return None;
+        }
+        self.heap.peek().map(|r| r.hit.score)
+    }
+
     /// The collected hits, best first (ties broken by ascending id).
     pub fn into_sorted(self) -> Vec<Hit> {
         self.heap

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 use parking_lot::RwLock;
-use proxima_core::exact::exact_search_labelled;
 use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
 use serde::Serialize;
 
 use super::error::{EngineError, EngineResult};
+use crate::index::blas_exact;
 use crate::index::faiss_backend::{FaissIndex, DEFAULT_NPROBE};
 use crate::index::gpu::{self, GpuDevice, GpuIndex};
 
@@ -59,14 +59,15 @@ impl GrowingSegment {
         self.ids.len()
     }
 
-    /// Exact search over the live rows; hits carry user ids. Serial: it runs under the shard's
-    /// read lock on a search-pool thread, which must not start parallel work there (see
-    /// `exact_search_serial`); the pool parallelises across chunks of queries instead.
+    /// Exact search over the live rows (a BLAS product for batches, see `blas_exact`); hits
+    /// carry user ids. Serial: it runs under the shard's read lock on a search-pool thread,
+    /// which must not start parallel work there (see `exact_search_serial`; the pool makes
+    /// BLAS single-threaded); the pool parallelises across chunks of queries instead.
     pub fn search(&self, queries: &[f32], dim: usize, metric: Metric, k: usize) -> Vec<Vec<Hit>> {
         if self.live_count == 0 {
             return vec![Vec::new(); queries.len() / dim];
         }
-        exact_search_labelled(
+        blas_exact::exact_search(
             &self.vectors,
             &self.ids,
             queries,
@@ -468,7 +469,7 @@ impl SealedSegment {
         k: usize,
         filter: Option<&Bitmap>,
     ) -> Vec<Vec<Hit>> {
-        exact_search_labelled(
+        blas_exact::exact_search(
             self.vectors(),
             self.ids(),
             queries,

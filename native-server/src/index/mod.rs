@@ -1,5 +1,6 @@
 //! Index backends of the server.
 
+pub mod blas_exact;
 pub mod faiss_backend;
 pub mod gpu;
 
