@@ -1046,8 +1046,8 @@ impl Collection {
         drop(meta);
         drop(retired);
         // The new segments are in service whatever failed after they were made: they get
-        // their indexes. Compacted directories stay (removed on the next open) unless the
-        // manifest no longer names them.
+        // their indexes. Compacted directories go only once a manifest without them is
+        // written; after a failure here, the next open removes them.
         for seg in new_segments {
             self.queue_build(seg);
         }
