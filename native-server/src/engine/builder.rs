@@ -128,7 +128,14 @@ fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
         };
         let segment_id = job.segment.id;
         if let Err(e) = build(&collection, &job) {
-            tracing::error!(segment = segment_id, error = %e, "index build failed; the segment stays exact");
+            if !collection.build_is_current(segment_id, job.generation) {
+                // Compacted away (its directory with it), dropped, or superseded meanwhile:
+                // the failure concerns nothing that is served.
+                tracing::debug!(segment = segment_id, error = %e, "stale index build stopped");
+                end_build(&job.segment, job.generation, None);
+                continue;
+            }
+            tracing::error!(segment = segment_id, error = %e, "index build failed; the segment keeps serving what it served");
             end_build(
                 &job.segment,
                 job.generation,
