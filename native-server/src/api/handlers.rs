@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use proxima_core::advisor::{advise, AdviceRequest};
 use proxima_core::sizing::plan as size;
-use proxima_core::{Error as CoreError, IndexSpec};
+use proxima_core::Error as CoreError;
 use serde_json::json as j;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -15,7 +15,7 @@ use super::json_rows::parse_with_rows;
 use super::routes::Call;
 use super::types::{
     decode_binary, json, parse, CreateCollection, DeleteRequest, EmbedRequest, EmbedResponse,
-    InsertRequest, PlanRequest, SearchRequest, SearchResponse, VectorResponse,
+    InsertRequest, PlanRequest, SearchRequest, SearchResponse, SpecBody, VectorResponse,
 };
 use super::{openapi, AppState, EmbedderState};
 use crate::embed::{EmbedError, MODEL_NAME};
@@ -68,7 +68,7 @@ pub fn plan(_: &AppState, c: &Call) -> Answer {
     let req: PlanRequest = parse(&c.body)?;
     let plan = req
         .index
-        .map(|spec| size(req.vectors, req.dim, spec))
+        .map(|spec| size(req.vectors, req.dim, spec.0))
         .transpose()?;
     let advice = advise(AdviceRequest {
         vectors: req.vectors,
@@ -144,7 +144,7 @@ pub fn create(s: &AppState, c: &Call) -> Answer {
         name: c.name().to_string(),
         dim: req.dim,
         metric: req.metric,
-        index: req.index,
+        index: req.index.0,
         num_shards: req.shards,
         auto_id: req.auto_id,
     })?;
@@ -230,7 +230,7 @@ pub fn search(s: &AppState, c: &Call) -> Answer {
 
 pub fn rebuild(s: &AppState, c: &Call) -> Answer {
     let col = collection(s, c)?;
-    let spec: IndexSpec = parse(&c.body)?;
+    let SpecBody(spec) = parse::<SpecBody>(&c.body)?;
     let generation = col.rebuild_index(spec)?;
     tracing::info!(
         collection = c.name(),

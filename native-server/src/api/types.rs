@@ -171,8 +171,33 @@ impl<'de> Deserialize<'de> for Rows {
     }
 }
 
-fn flat_index() -> IndexSpec {
-    IndexSpec::Flat
+/// An index spec as requests give it: `{type, params}`, where FLAT (which has no parameters)
+/// may also carry `"params": {}` or `null`, as clients that always send both fields do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpecBody(pub IndexSpec);
+
+impl<'de> Deserialize<'de> for SpecBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut v = serde_json::Value::deserialize(d)?;
+        if let Some(obj) = v.as_object_mut() {
+            let flat = obj.get("type").and_then(|t| t.as_str()) == Some("FLAT");
+            let empty = match obj.get("params") {
+                Some(serde_json::Value::Null) => true,
+                Some(serde_json::Value::Object(p)) => p.is_empty(),
+                _ => false,
+            };
+            if flat && empty {
+                obj.remove("params");
+            }
+        }
+        IndexSpec::deserialize(v)
+            .map(SpecBody)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn flat_spec() -> SpecBody {
+    SpecBody(IndexSpec::Flat)
 }
 
 fn one() -> usize {
@@ -185,8 +210,8 @@ fn one() -> usize {
 pub struct CreateCollection {
     pub dim: usize,
     pub metric: Metric,
-    #[serde(default = "flat_index")]
-    pub index: IndexSpec,
+    #[serde(default = "flat_spec")]
+    pub index: SpecBody,
     #[serde(default = "one")]
     pub shards: usize,
     #[serde(default)]
@@ -345,7 +370,7 @@ pub struct PlanRequest {
     pub vectors: u64,
     pub dim: usize,
     /// Index to size; when absent only the advice is returned.
-    pub index: Option<IndexSpec>,
+    pub index: Option<SpecBody>,
     pub ram_bytes: Option<u64>,
     #[serde(default = "default_recall")]
     pub recall: f64,
@@ -430,6 +455,33 @@ pub fn encode_binary(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_specs_parse_with_or_without_flat_params() {
+        let spec = |j: &str| parse::<SpecBody>(j.as_bytes()).map(|s| s.0);
+        for flat in [
+            r#"{"type": "FLAT"}"#,
+            r#"{"type": "FLAT", "params": {}}"#,
+            r#"{"type": "FLAT", "params": null}"#,
+        ] {
+            assert_eq!(spec(flat).unwrap(), IndexSpec::Flat, "{flat}");
+        }
+        assert_eq!(
+            spec(r#"{"type": "IVF_FLAT", "params": {"nlist": 8}}"#).unwrap(),
+            IndexSpec::IvfFlat { nlist: 8 }
+        );
+        for bad in [
+            r#"{"type": "FLAT", "params": {"nlist": 8}}"#,
+            r#"{"type": "IVF_FLAT", "params": {}}"#,
+            r#"{"type": "IVF"}"#,
+        ] {
+            assert_eq!(spec(bad).unwrap_err().code, "invalid_body", "{bad}");
+        }
+        let create: CreateCollection =
+            parse(br#"{"dim": 4, "metric": "l2", "index": {"type": "FLAT", "params": {}}}"#)
+                .unwrap();
+        assert_eq!(create.index, SpecBody(IndexSpec::Flat));
+    }
 
     #[test]
     fn binary_round_trip_with_and_without_ids() {
