@@ -50,9 +50,10 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Keys {
-    /// Keys from configuration; empty strings count as absent.
+    /// Keys from configuration, trimmed as presented keys are (a key read from a secret
+    /// file often ends with a newline); empty strings count as absent.
     pub fn new(write: Option<String>, read: Option<String>) -> Self {
-        let keep = |k: Option<String>| k.filter(|k| !k.is_empty());
+        let keep = |k: Option<String>| k.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
         Self {
             write: keep(write),
             read: keep(read),
@@ -155,6 +156,11 @@ mod tests {
         let keys = Keys::new(None, Some(String::new()));
         assert!(keys.is_open());
         assert!(keys.check(Access::Write, &HeaderMap::new()).is_ok());
+        assert!(Keys::new(None, Some(" \n".into())).is_open());
         assert!(!same("ab", "abc") && same("abc", "abc"));
+        // A configured key with a trailing newline (a secret file) matches the key sent.
+        let keys = Keys::new(Some("wkey\n".into()), None);
+        let sent = headers(&[("x-api-key", "wkey")]);
+        assert!(keys.check(Access::Write, &sent).is_ok());
     }
 }
