@@ -206,6 +206,11 @@ where
             headers,
             body,
         };
+        // Probes answer on the reactor: they touch no lock and no disk, and must answer while
+        // the blocking pool is saturated by slow requests.
+        if matches!(route.path, "/healthz" | "/readyz") {
+            return (route.handler)(&state, &call);
+        }
         let st = state.clone();
         tokio::task::spawn_blocking(move || (route.handler)(&st, &call))
             .await
