@@ -190,3 +190,14 @@ fn questions_land_near_the_right_package() {
     assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.1);
     assert!(cosine(&v[3], &v[4]) > cosine(&v[3], &v[1]) + 0.1);
 }
+
+#[test]
+fn only_the_head_of_a_long_text_is_read_cut_at_a_character() {
+    assert_eq!(text_head("short"), "short");
+    let long = "é".repeat(MAX_TEXT_BYTES); // 2 bytes each
+    let head = text_head(&long);
+    assert!(head.len() <= MAX_TEXT_BYTES && head.len() > MAX_TEXT_BYTES - 2);
+    assert!(long.starts_with(head));
+    let odd = format!("a{long}");
+    assert!(text_head(&odd).len() <= MAX_TEXT_BYTES);
+}
