@@ -9,6 +9,7 @@
 //!   the HNSW cache in the browser) and [`ExactIndex`], the brute-force reference;
 //! * memory sizing ([`sizing`]) and the index advisor ([`advisor`]);
 //! * exact batched search and recall ([`exact`]);
+//! * the browser/edge cache's index: an HNSW graph with deletes, SQ8 and a byte format ([`hnsw`]);
 //! * the sync protocol types ([`sync`]);
 //! * with the `formats` feature, readers and writers for `.fvecs`/`.fbin`/`.npy` ([`formats`]).
 
@@ -19,9 +20,12 @@ pub mod error;
 pub mod exact;
 #[cfg(feature = "formats")]
 pub mod formats;
+pub mod hnsw;
 pub mod index;
 pub mod metric;
 pub mod params;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 pub mod sizing;
 pub mod spec;
 pub mod sync;

@@ -233,6 +233,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         return unsafe { x86::dot(a, b) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return crate::simd128::dot(a, b);
+    #[allow(unreachable_code)]
     dot_with::<false>(a, b)
 }
 
@@ -244,7 +247,36 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         return unsafe { x86::l2_squared(a, b) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return crate::simd128::l2_squared(a, b);
+    #[allow(unreachable_code)]
     l2_with::<false>(a, b)
+}
+
+/// `Σ q[i] · codes[i]`: the inner product of a float vector with 8-bit codes (SQ8 storage).
+#[inline]
+pub fn dot_u8(q: &[f32], codes: &[u8]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return crate::simd128::dot_u8(q, codes);
+    #[allow(unreachable_code)]
+    {
+        debug_assert_eq!(q.len(), codes.len());
+        let mut acc = [0.0f32; LANES];
+        let split = q.len() - q.len() % LANES;
+        for (x, c) in q[..split]
+            .chunks_exact(LANES)
+            .zip(codes[..split].chunks_exact(LANES))
+        {
+            for i in 0..LANES {
+                acc[i] += x[i] * f32::from(c[i]);
+            }
+        }
+        let mut sum: f32 = acc.iter().sum();
+        for (x, c) in q[split..].iter().zip(&codes[split..]) {
+            sum += x * f32::from(*c);
+        }
+        sum
+    }
 }
 
 /// Scales `v` to unit length in place; a zero vector stays zero. The norm is computed in f64,

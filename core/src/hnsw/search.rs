@@ -1,0 +1,216 @@
+//! Graph walks: the greedy descent through upper levels, the beam search of one level, and
+//! the neighbour-selection heuristic that insertions and repairs share.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::store::Query;
+use super::Hnsw;
+
+/// Heap entries are `u64`s ordered by distance, then slot: the distance's bits mapped to an
+/// order-preserving `u32` in the high half, the slot in the low half. One integer compare
+/// per heap step, no floats in the heaps.
+#[inline]
+pub(super) fn key(dist: f32, slot: u32) -> u64 {
+    let bits = dist.to_bits();
+    let ordered = if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    (u64::from(ordered) << 32) | u64::from(slot)
+}
+
+#[inline]
+pub(super) fn key_slot(key: u64) -> u32 {
+    key as u32
+}
+
+#[inline]
+pub(super) fn key_dist(key: u64) -> f32 {
+    let ordered = (key >> 32) as u32;
+    let bits = if ordered & 0x8000_0000 != 0 {
+        ordered & 0x7FFF_FFFF
+    } else {
+        !ordered
+    };
+    f32::from_bits(bits)
+}
+
+/// Buffers a search reuses, so a query allocates nothing but its answer.
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// `visited[slot] == stamp` marks a slot seen by the current walk.
+    visited: Vec<u32>,
+    stamp: u32,
+    candidates: BinaryHeap<Reverse<u64>>,
+    /// The best `ef` accepted nodes so far (a max-heap: the worst on top).
+    pub results: BinaryHeap<u64>,
+    /// Sorted results, reused by callers.
+    pub sorted: Vec<u64>,
+    /// A decoded vector (SQ8 without rows) or a prepared query.
+    pub vector: Vec<f32>,
+    pub pairs: Vec<u64>,
+    pub links: Vec<u32>,
+}
+
+impl Scratch {
+    fn begin(&mut self, slots: usize) {
+        if self.visited.len() < slots {
+            self.visited.resize(slots, 0);
+        }
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.visited.iter_mut().for_each(|v| *v = 0);
+            self.stamp = 1;
+        }
+        self.candidates.clear();
+        self.results.clear();
+    }
+
+    /// Marks `slot` visited; false when it already was.
+    #[inline]
+    fn visit(&mut self, slot: u32) -> bool {
+        let v = &mut self.visited[slot as usize];
+        if *v == self.stamp {
+            false
+        } else {
+            *v = self.stamp;
+            true
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.visited.capacity() * 4
+            + (self.candidates.capacity() + self.results.capacity() + self.sorted.capacity()) * 8
+            + self.vector.capacity() * 4
+            + self.pairs.capacity() * 8
+            + self.links.capacity() * 4
+    }
+
+    /// Results sorted best first into [`Scratch::sorted`].
+    pub fn sort_results(&mut self) {
+        self.sorted.clear();
+        self.sorted.extend(self.results.drain());
+        self.sorted.sort_unstable();
+    }
+}
+
+impl Hnsw {
+    /// Greedy descent from `entry` at level `from` through the levels above `to`: the key of
+    /// the closest node found, where the walk of level `to` starts.
+    pub(super) fn descend(&self, q: &Query<'_>, entry: u32, from: usize, to: usize) -> u64 {
+        let mut best = key(self.store.dist(q, entry as usize), entry);
+        for level in ((to + 1)..=from).rev() {
+            loop {
+                let mut changed = false;
+                for &n in self.graph.neighbours(key_slot(best) as usize, level) {
+                    let k = key(self.store.dist(q, n as usize), n);
+                    if k < best {
+                        best = k;
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    /// Beam search of one level from `entries`, keeping the best `ef` nodes that `accept`
+    /// takes in `scratch.results`. Rejected nodes (tombstones, filtered ids) are walked
+    /// through but never kept.
+    pub(super) fn search_level(
+        &self,
+        q: &Query<'_>,
+        entries: &[u64],
+        ef: usize,
+        level: usize,
+        scratch: &mut Scratch,
+        accept: impl Fn(u32) -> bool,
+    ) {
+        scratch.begin(self.graph.slots());
+        for &e in entries {
+            if scratch.visit(key_slot(e)) {
+                scratch.candidates.push(Reverse(e));
+                if accept(key_slot(e)) {
+                    scratch.results.push(e);
+                }
+            }
+        }
+        while let Some(Reverse(current)) = scratch.candidates.pop() {
+            if scratch.results.len() >= ef && scratch.results.peek().is_some_and(|&w| current > w) {
+                break;
+            }
+            for &n in self.graph.neighbours(key_slot(current) as usize, level) {
+                if !scratch.visit(n) {
+                    continue;
+                }
+                let k = key(self.store.dist(q, n as usize), n);
+                if scratch.results.len() < ef || scratch.results.peek().is_some_and(|&w| k < w) {
+                    scratch.candidates.push(Reverse(k));
+                    if accept(n) {
+                        scratch.results.push(k);
+                        if scratch.results.len() > ef {
+                            scratch.results.pop();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The distance between two stored vectors (decoding `a` when only codes are held).
+    pub(super) fn pair_dist(&self, a: u32, b: u32, buf: &mut Vec<f32>) -> f32 {
+        if let Some(row) = self.store.raw_row(a as usize) {
+            if !self.store.reranks() {
+                return self.store.exact_dist(row, b as usize).unwrap_or(f32::INFINITY);
+            }
+        }
+        self.store.decode(a as usize, buf);
+        let q = self.store.query(buf);
+        self.store.dist(&q, b as usize)
+    }
+
+    /// HNSW's neighbour heuristic: from `candidates` (keys relative to the node being linked,
+    /// sorted best first) keep a candidate only when it is closer to the node than to every
+    /// candidate already kept, up to `max`. Keeps links pointing in diverse directions.
+    pub(super) fn select_neighbours(
+        &self,
+        candidates: &[u64],
+        max: usize,
+        out: &mut Vec<u32>,
+        buf: &mut Vec<f32>,
+    ) {
+        out.clear();
+        for &c in candidates {
+            if out.len() >= max {
+                break;
+            }
+            let (slot, d) = (key_slot(c), key_dist(c));
+            let diverse = out.iter().all(|&kept| self.pair_dist(slot, kept, buf) >= d);
+            if diverse {
+                out.push(slot);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_order_like_distances() {
+        let ds = [-3.5f32, -0.0, 0.0, 1e-30, 0.5, 2.0, 1e30];
+        for w in ds.windows(2) {
+            assert!(key(w[0], 7) <= key(w[1], 3) || w[0] == w[1], "{} {}", w[0], w[1]);
+        }
+        for &d in &ds {
+            assert_eq!(key_dist(key(d, 9)).to_bits(), d.to_bits());
+            assert_eq!(key_slot(key(d, 9)), 9);
+        }
+    }
+}
