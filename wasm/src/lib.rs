@@ -1,18 +1,24 @@
 //! Proxima in the browser and in edge runtimes (WebAssembly, via wasm-bindgen).
 //!
-//! For now this exposes core's exact search to JavaScript; the HNSW cache and its sync client
-//! build on the same core types.
+//! [`VectorCache`] is `proxima-core`'s HNSW index for JavaScript (insert, upsert, delete,
+//! filtered k-NN search, SQ8, LRU capacity, bytes in the server's snapshot format);
+//! `exactSearch` scores a caller's array exhaustively. Errors are JS `Error`s whose `code`
+//! is the core error's stable code ([`errors`]); ids cross the boundary as numbers or BigInts
+//! ([`ids`]).
+
+pub mod cache;
+pub mod errors;
+pub mod ids;
+
+pub use cache::VectorCache;
 
 use js_sys::{BigUint64Array, Float32Array};
 use wasm_bindgen::prelude::*;
 
 use proxima_core::exact::exact_search;
 use proxima_core::validate::check_vectors;
+use errors::js_error;
 use proxima_core::{Error, Metric};
-
-fn js_error(e: Error) -> JsError {
-    JsError::new(&format!("{}: {e}", e.code()))
-}
 
 /// The crate version, to check which build a page loaded.
 #[wasm_bindgen]
@@ -61,7 +67,7 @@ pub fn exact_search_js(
     queries: &[f32],
     k: usize,
     metric: &str,
-) -> Result<SearchResults, JsError> {
+) -> Result<SearchResults, JsValue> {
     let metric: Metric = metric.parse().map_err(js_error)?;
     let n = check_vectors(base, dim, "base vector").map_err(js_error)?;
     check_vectors(queries, dim, "query").map_err(js_error)?;

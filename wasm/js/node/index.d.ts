@@ -1,0 +1,2 @@
+export * from './proxima_wasm';
+export * from './persist';

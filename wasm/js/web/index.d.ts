@@ -1,0 +1,3 @@
+export { default } from './proxima_wasm.js';
+export * from './proxima_wasm.js';
+export * from './persist.js';

@@ -1,0 +1,399 @@
+//! `VectorCache`: the HNSW index of `proxima-core` for JavaScript.
+//!
+//! Hot paths take and return typed arrays (`Float32Array` rows in, plain `{id, score}`
+//! objects out); option objects go through `serde-wasm-bindgen`.
+
+use std::cell::RefCell;
+
+use js_sys::{Array, Float32Array, Function, Object, Reflect};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use proxima_core::hnsw::{Filter, Hnsw, HnswConfig, Quantization, SearchOptions};
+use proxima_core::{Error, Hit, Metric, VectorId};
+
+use crate::errors::{coded, js_error};
+use crate::ids::{id_from_js, id_to_js, ids_from_js, ids_to_js};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** A vector id: a number (a safe integer) or a BigInt (any u64). */
+export type Id = number | bigint;
+/** Ids: an array of numbers or BigInts, or a BigUint64Array. */
+export type Ids = Id[] | BigUint64Array;
+
+export interface CacheOptions {
+  dim: number;
+  metric: "l2" | "ip" | "cosine";
+  /** Links per node (default 16; level 0 keeps 2m). */
+  m?: number;
+  /** Beam width while inserting (default 100). */
+  efConstruction?: number;
+  /** Default beam width of searches (default 64). */
+  ef?: number;
+  /** Most vectors held; past it the least recently hit are evicted. */
+  capacity?: number;
+  /** Most bytes held (vectors, links, ids); past it the least recently hit are evicted. */
+  capacityBytes?: number;
+  /** "none" (f32, default) or "sq8" (8-bit codes: 4x less memory). */
+  quantization?: "none" | "sq8";
+  /** With sq8: keep the f32 rows too and re-rank candidates on them. */
+  rerank?: boolean;
+  /** Seed of the graph's level draws. */
+  seed?: number;
+}
+
+export interface SearchOptions {
+  /** Beam width (default: the cache's ef; never below k). */
+  ef?: number;
+  /** Only ids the predicate accepts, or only the listed ids. */
+  filter?: ((id: Id) => boolean) | Ids;
+}
+
+export interface Hit {
+  id: Id;
+  /** Squared L2 distance (lower is better), inner product or cosine (higher is better). */
+  score: number;
+}
+
+export interface UpsertReport {
+  inserted: number;
+  replaced: number;
+  unchanged: number;
+  /** Ids evicted to stay within capacity, least recently hit first. */
+  evicted: Id[];
+}
+
+export interface CacheStats {
+  vectors: number;
+  dim: number;
+  metric: "l2" | "ip" | "cosine";
+  quantization: "none" | "sq8";
+  capacity?: number;
+  capacityBytes?: number;
+  /** Bytes allocated for vectors, links, ids and buffers. */
+  memoryBytes: number;
+  tombstones: number;
+  slots: number;
+  maxLevel: number;
+  searches: number;
+  shortSearches: number;
+  getHits: number;
+  getMisses: number;
+  hits: number;
+  misses: number;
+  inserts: number;
+  deletes: number;
+  evictions: number;
+  consolidations: number;
+}
+"#;
+
+const OPTION_NAMES: [&str; 10] = [
+    "dim",
+    "metric",
+    "m",
+    "efConstruction",
+    "ef",
+    "capacity",
+    "capacityBytes",
+    "quantization",
+    "rerank",
+    "seed",
+];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CacheOptions {
+    dim: usize,
+    metric: String,
+    m: Option<usize>,
+    ef_construction: Option<usize>,
+    ef: Option<usize>,
+    capacity: Option<usize>,
+    capacity_bytes: Option<u64>,
+    quantization: Option<String>,
+    rerank: Option<bool>,
+    seed: Option<u64>,
+}
+
+impl CacheOptions {
+    fn into_config(self) -> Result<HnswConfig, Error> {
+        let metric: Metric = self.metric.parse()?;
+        let mut cfg = HnswConfig::new(self.dim, metric);
+        cfg.m = self.m.unwrap_or(cfg.m);
+        cfg.ef_construction = self.ef_construction.unwrap_or(cfg.ef_construction);
+        cfg.ef_search = self.ef.unwrap_or(cfg.ef_search);
+        cfg.capacity = self.capacity;
+        cfg.capacity_bytes = self.capacity_bytes;
+        if let Some(q) = self.quantization {
+            cfg.quantization = Quantization::parse(&q)
+                .ok_or_else(|| Error::invalid("quantization", q, "expected \"none\" or \"sq8\""))?;
+        }
+        cfg.rerank = self.rerank.unwrap_or(false);
+        cfg.seed = self.seed.unwrap_or(cfg.seed);
+        Ok(cfg)
+    }
+}
+
+fn options_error(e: serde_wasm_bindgen::Error) -> JsValue {
+    js_error(Error::invalid("options", "(object)", e.to_string()))
+}
+
+/// A whole number in `1..=max` from a JS number (JS would otherwise wrap -1 or truncate 2.5).
+fn count(name: &'static str, value: f64, max: usize) -> Result<usize, JsValue> {
+    if value.fract() != 0.0 || value < 1.0 || value > max as f64 {
+        let e = if name == "k" {
+            Error::KOutOfRange { k: value.max(0.0) as usize, max }
+        } else {
+            Error::invalid(name, value, format!("must be a whole number between 1 and {max}"))
+        };
+        return Err(js_error(e));
+    }
+    Ok(value as usize)
+}
+
+/// An HNSW vector cache: insert, upsert, delete, k-NN search with filters, SQ8, LRU capacity,
+/// and `toBytes`/`fromBytes` in the byte format the Proxima server ships as snapshots.
+#[wasm_bindgen]
+pub struct VectorCache {
+    inner: Hnsw,
+}
+
+#[wasm_bindgen]
+impl VectorCache {
+    /// A new, empty cache. Throws (`invalid_parameter`) on a bad or unknown option.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "CacheOptions")] options: JsValue,
+    ) -> Result<VectorCache, JsValue> {
+        if let Some(o) = options.dyn_ref::<Object>() {
+            // serde-wasm-bindgen reads only the fields it knows: refuse typos here.
+            for key in Object::keys(o).iter().filter_map(|k| k.as_string()) {
+                if !OPTION_NAMES.contains(&key.as_str()) {
+                    return Err(js_error(Error::invalid(
+                        "options",
+                        key,
+                        format!("unknown option; known options: {}", OPTION_NAMES.join(", ")),
+                    )));
+                }
+            }
+        }
+        let opts: CacheOptions = serde_wasm_bindgen::from_value(options).map_err(options_error)?;
+        let cfg = opts.into_config().map_err(js_error)?;
+        Ok(VectorCache {
+            inner: Hnsw::new(cfg).map_err(js_error)?,
+        })
+    }
+
+    /// Reads a cache written by `toBytes` (here or on the server). Throws `malformed` on
+    /// corrupt, truncated or foreign bytes.
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<VectorCache, JsValue> {
+        Ok(VectorCache {
+            inner: Hnsw::from_bytes(bytes).map_err(js_error)?,
+        })
+    }
+
+    /// The whole cache as bytes (versioned, CRC-checked, little-endian).
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes()
+    }
+
+    /// Adds vectors or replaces those of known ids; `vectors` holds one row of `dim` floats
+    /// per id. The batch is checked whole before anything changes.
+    #[wasm_bindgen(unchecked_return_type = "UpsertReport")]
+    pub fn upsert(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Ids")] ids: JsValue,
+        vectors: &[f32],
+    ) -> Result<JsValue, JsValue> {
+        let ids = ids_from_js(&ids).map_err(js_error)?;
+        let report = self.inner.upsert(&ids, vectors).map_err(js_error)?;
+        let out = Object::new();
+        set(&out, "inserted", JsValue::from_f64(report.inserted as f64));
+        set(&out, "replaced", JsValue::from_f64(report.replaced as f64));
+        set(&out, "unchanged", JsValue::from_f64(report.unchanged as f64));
+        set(&out, "evicted", ids_to_js(&report.evicted).into());
+        Ok(out.into())
+    }
+
+    /// Deletes ids; returns how many were held.
+    pub fn delete(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Ids")] ids: JsValue,
+    ) -> Result<u32, JsValue> {
+        let ids = ids_from_js(&ids).map_err(js_error)?;
+        Ok(self.inner.delete(&ids) as u32)
+    }
+
+    /// The `k` nearest vectors to `query`, best first.
+    #[wasm_bindgen(unchecked_return_type = "Hit[]")]
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: f64,
+        #[wasm_bindgen(unchecked_param_type = "SearchOptions | undefined")] options: JsValue,
+    ) -> Result<Array, JsValue> {
+        if query.len() != self.inner.config().dim {
+            return Err(js_error(Error::DimensionMismatch {
+                expected: self.inner.config().dim,
+                got: query.len(),
+            }));
+        }
+        let mut rows = self.search_rows(query, k, &options)?;
+        Ok(hits_to_js(&rows.pop().unwrap_or_default()))
+    }
+
+    /// `search` for each row of `queries` (rows concatenated).
+    #[wasm_bindgen(js_name = searchBatch, unchecked_return_type = "Hit[][]")]
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: f64,
+        #[wasm_bindgen(unchecked_param_type = "SearchOptions | undefined")] options: JsValue,
+    ) -> Result<Array, JsValue> {
+        let rows = self.search_rows(queries, k, &options)?;
+        Ok(rows.iter().map(|r| JsValue::from(hits_to_js(r))).collect())
+    }
+
+    fn search_rows(&self, queries: &[f32], k: f64, options: &JsValue) -> Result<Vec<Vec<Hit>>, JsValue> {
+        let k = count("k", k, proxima_core::hnsw::MAX_K)?;
+        let mut ef = None;
+        let mut filter_value = JsValue::UNDEFINED;
+        if !options.is_undefined() && !options.is_null() {
+            if !options.is_object() {
+                return Err(coded("invalid_parameter", "search options must be an object"));
+            }
+            let ef_value = Reflect::get(options, &"ef".into())?;
+            if !ef_value.is_undefined() && !ef_value.is_null() {
+                let f = ef_value
+                    .as_f64()
+                    .ok_or_else(|| coded("invalid_parameter", "ef must be a number"))?;
+                ef = Some(count("ef", f, proxima_core::hnsw::MAX_EF)?);
+            }
+            filter_value = Reflect::get(options, &"filter".into())?;
+        }
+        let thrown: RefCell<Option<JsValue>> = RefCell::new(None);
+        let allow: Vec<VectorId>;
+        let function: Option<&Function> = filter_value.dyn_ref::<Function>();
+        let predicate = |id: VectorId| -> bool {
+            if thrown.borrow().is_some() {
+                return false;
+            }
+            let Some(f) = function else { return true };
+            match f.call1(&JsValue::NULL, &id_to_js(id)) {
+                Ok(v) => v.is_truthy(),
+                Err(e) => {
+                    *thrown.borrow_mut() = Some(e);
+                    false
+                }
+            }
+        };
+        let filter = if filter_value.is_undefined() || filter_value.is_null() {
+            None
+        } else if function.is_some() {
+            Some(Filter::Predicate(&predicate))
+        } else {
+            allow = ids_from_js(&filter_value).map_err(|e| {
+                js_error(match e {
+                    Error::InvalidParameter { value, reason, .. } => Error::InvalidParameter {
+                        name: "filter",
+                        value,
+                        reason: format!("{reason}; a filter is a function (id) => boolean or a list of ids"),
+                    },
+                    other => other,
+                })
+            })?;
+            Some(Filter::Allow(&allow))
+        };
+        let opts = SearchOptions { ef, filter };
+        let rows = self.inner.search_batch(queries, k, &opts).map_err(js_error)?;
+        if let Some(e) = thrown.into_inner() {
+            return Err(e);
+        }
+        Ok(rows)
+    }
+
+    /// The vector held for `id` (normalised for cosine; decoded for SQ8), or `undefined`.
+    pub fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Id")] id: JsValue,
+    ) -> Result<Option<Float32Array>, JsValue> {
+        let id = id_from_js(&id).map_err(js_error)?;
+        Ok(self.inner.get(id).map(|v| Float32Array::from(v.as_slice())))
+    }
+
+    /// True when `id` is held.
+    pub fn has(&self, #[wasm_bindgen(unchecked_param_type = "Id")] id: JsValue) -> Result<bool, JsValue> {
+        let id = id_from_js(&id).map_err(js_error)?;
+        Ok(self.inner.contains(id))
+    }
+
+    /// Every id held, in no particular order.
+    #[wasm_bindgen(unchecked_return_type = "Id[]")]
+    pub fn ids(&self) -> Array {
+        let ids: Vec<VectorId> = self.inner.ids().collect();
+        ids_to_js(&ids)
+    }
+
+    /// Vectors held.
+    #[wasm_bindgen(getter)]
+    pub fn len(&self) -> u32 {
+        self.inner.len() as u32
+    }
+
+    /// True when no vector is held.
+    #[wasm_bindgen(js_name = isEmpty)]
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Dimension of every vector.
+    #[wasm_bindgen(getter)]
+    pub fn dim(&self) -> u32 {
+        self.inner.config().dim as u32
+    }
+
+    /// "l2", "ip" or "cosine".
+    #[wasm_bindgen(getter)]
+    pub fn metric(&self) -> String {
+        self.inner.config().metric.as_str().to_string()
+    }
+
+    /// Counters and sizes: vectors, memoryBytes (allocated), hits, misses, evictions…
+    #[wasm_bindgen(unchecked_return_type = "CacheStats")]
+    pub fn stats(&self) -> Result<JsValue, JsValue> {
+        let ser = serde_wasm_bindgen::Serializer::json_compatible();
+        serde::Serialize::serialize(&self.inner.stats(), &ser)
+            .map_err(|e| coded("internal", &e.to_string()))
+    }
+
+    /// Re-links the graph around deleted vectors now and frees their slots (it also runs by
+    /// itself once a fifth of the slots are deleted).
+    pub fn consolidate(&mut self) {
+        self.inner.consolidate();
+    }
+
+    /// Removes every vector (options and counters stay).
+    pub fn clear(&mut self) {
+        self.inner.clear();
+    }
+}
+
+fn set(obj: &Object, key: &str, value: JsValue) {
+    // Defining a property on a plain new object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), &value);
+}
+
+fn hits_to_js(hits: &[Hit]) -> Array {
+    let out = Array::new_with_length(hits.len() as u32);
+    for (i, h) in hits.iter().enumerate() {
+        let o = Object::new();
+        set(&o, "id", id_to_js(h.id));
+        set(&o, "score", JsValue::from_f64(f64::from(h.score)));
+        out.set(i as u32, o.into());
+    }
+    out
+}
