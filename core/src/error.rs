@@ -1,5 +1,7 @@
 //! The typed error shared by every Proxima crate that works with vectors.
 
+use std::fmt;
+
 use thiserror::Error;
 
 /// Result alias with [`Error`].
@@ -9,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Each variant carries the values a caller needs to fix the request; the HTTP layer maps
 /// them onto 4xx responses with [`Error::code`] as the machine-readable code.
-#[derive(Debug, Clone, PartialEq, Error)]
+#[derive(Clone, PartialEq, Error)]
 pub enum Error {
     #[error("dimension mismatch: expected {expected} values, got {got}")]
     DimensionMismatch { expected: usize, got: usize },
@@ -17,11 +19,13 @@ pub enum Error {
     #[error("vector data of {len} floats is not a whole number of {dim}-dimensional rows")]
     RaggedBatch { len: usize, dim: usize },
 
-    #[error("non-finite value {value} at row {row}, column {col}")]
+    #[error("non-finite value {} at row {row}, column {col}", non_finite_name(*.value))]
     NonFiniteValue { row: usize, col: usize, value: f32 },
 
     #[error(
-        "row {row} has norm {norm:e}, above {max:e}: its distances would overflow 32-bit floats"
+        "row {row} has norm {}, above {}: its distances would overflow 32-bit floats",
+        scientific(*.norm),
+        scientific(*.max)
     )]
     VectorTooLarge { row: usize, norm: f64, max: f64 },
 
@@ -87,6 +91,46 @@ pub enum Error {
     Backend { message: String },
 }
 
+/// Debug is the code and the message: the same text as Display, without pulling float
+/// formatting (about 15 KB) into the browser module.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {self}", self.code())
+    }
+}
+
+/// "NaN", "inf" or "-inf" (the only values a non-finite error carries).
+fn non_finite_name(v: f32) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "inf"
+    } else if v < 0.0 {
+        "-inf"
+    } else {
+        "finite"
+    }
+}
+
+/// `x` as `d.de±N` (two significant digits) using integer formatting only.
+pub(crate) fn scientific(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() { "NaN".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let sign = if x < 0.0 { "-" } else { "" };
+    let a = x.abs();
+    let mut exp = a.log10().floor() as i32;
+    let mut tenths = (a / 10f64.powi(exp) * 10.0).round() as i64;
+    if tenths >= 100 {
+        tenths /= 10;
+        exp += 1;
+    }
+    format!("{sign}{}.{}e{exp}", tenths / 10, tenths % 10)
+}
+
 impl Error {
     /// A stable, machine-readable code (`snake_case`) for API responses and metrics labels.
     pub fn code(&self) -> &'static str {
@@ -123,5 +167,20 @@ impl Error {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_values_without_float_formatting() {
+        let e = Error::NonFiniteValue { row: 1, col: 2, value: f32::NEG_INFINITY };
+        assert_eq!(e.to_string(), "non-finite value -inf at row 1, column 2");
+        assert_eq!(scientific(1.5e19), "1.5e19");
+        assert_eq!(scientific(9.96e18), "1.0e19");
+        assert_eq!(scientific(-0.00123), "-1.2e-3");
+        assert_eq!(format!("{:?}", Error::NotTrained), "not_trained: index is not trained: call train before adding vectors");
     }
 }

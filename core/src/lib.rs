@@ -16,6 +16,7 @@
 pub mod advisor;
 pub mod bitmap;
 pub mod consistency;
+pub mod crc32;
 pub mod error;
 pub mod exact;
 #[cfg(feature = "formats")]

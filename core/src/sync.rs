@@ -184,7 +184,7 @@ fn encode_frame<T: Serialize>(kind: FrameKind, value: &T) -> Vec<u8> {
     // Serialising plain data structs into a Vec cannot fail.
     let body = postcard::to_allocvec(value).unwrap_or_default();
     out.extend_from_slice(&body);
-    let crc = crc32fast::hash(&out);
+    let crc = crate::crc32::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
@@ -199,7 +199,7 @@ fn decode_frame<T: DeserializeOwned>(kind: FrameKind, bytes: &[u8]) -> Result<T>
     }
     let (frame, crc) = bytes.split_at(bytes.len() - 4);
     let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32fast::hash(frame) != want {
+    if crate::crc32::hash(frame) != want {
         return Err(bad("checksum mismatch".into()));
     }
     if frame[..4] != FRAME_MAGIC {
@@ -310,7 +310,7 @@ mod tests {
         // The same body with a byte appended, and a checksum that matches it.
         let mut padded = good[..good.len() - 4].to_vec();
         padded.push(0);
-        let crc = crc32fast::hash(&padded);
+        let crc = crate::crc32::hash(&padded);
         padded.extend_from_slice(&crc.to_le_bytes());
         let err = ChangeBatch::from_bytes(&padded).unwrap_err();
         assert!(err.to_string().contains("after the body"), "{err}");

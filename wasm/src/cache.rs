@@ -1,19 +1,18 @@
 //! `VectorCache`: the HNSW index of `proxima-core` for JavaScript.
 //!
 //! Hot paths take and return typed arrays (`Float32Array` rows in, plain `{id, score}`
-//! objects out); option objects go through `serde-wasm-bindgen`.
+//! objects out); `stats()` goes through `serde-wasm-bindgen`.
 
 use std::cell::RefCell;
 
 use js_sys::{Array, Float32Array, Function, Object, Reflect};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use proxima_core::hnsw::{Filter, Hnsw, HnswConfig, Quantization, SearchOptions};
 use proxima_core::{Error, Hit, Metric, VectorId};
 
 use crate::errors::{coded, js_error};
-use crate::ids::{id_from_js, id_to_js, ids_from_js, ids_to_js};
+use crate::ids::{id_from_js, id_to_js, ids_from_js, ids_to_js, number_text, MAX_SAFE_INTEGER};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -102,42 +101,80 @@ const OPTION_NAMES: [&str; 10] = [
     "seed",
 ];
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CacheOptions {
-    dim: usize,
-    metric: String,
-    m: Option<usize>,
-    ef_construction: Option<usize>,
-    ef: Option<usize>,
-    capacity: Option<usize>,
-    capacity_bytes: Option<u64>,
-    quantization: Option<String>,
-    rerank: Option<bool>,
-    seed: Option<u64>,
-}
-
-impl CacheOptions {
-    fn into_config(self) -> Result<HnswConfig, Error> {
-        let metric: Metric = self.metric.parse()?;
-        let mut cfg = HnswConfig::new(self.dim, metric);
-        cfg.m = self.m.unwrap_or(cfg.m);
-        cfg.ef_construction = self.ef_construction.unwrap_or(cfg.ef_construction);
-        cfg.ef_search = self.ef.unwrap_or(cfg.ef_search);
-        cfg.capacity = self.capacity;
-        cfg.capacity_bytes = self.capacity_bytes;
-        if let Some(q) = self.quantization {
-            cfg.quantization = Quantization::parse(&q)
-                .ok_or_else(|| Error::invalid("quantization", q, "expected \"none\" or \"sq8\""))?;
+/// Reads the constructor's options object by hand (not through serde): unknown keys are
+/// refused, and number errors name the option and the range.
+fn config_from_js(options: &JsValue) -> Result<HnswConfig, JsValue> {
+    let Some(o) = options.dyn_ref::<Object>().filter(|_| !options.is_function()) else {
+        return Err(coded("invalid_parameter", "options must be an object such as {dim: 384, metric: \"cosine\"}"));
+    };
+    for key in Object::keys(o).iter().filter_map(|k| k.as_string()) {
+        if !OPTION_NAMES.contains(&key.as_str()) {
+            return Err(js_error(Error::invalid(
+                "options",
+                key,
+                format!("unknown option; known options: {}", OPTION_NAMES.join(", ")),
+            )));
         }
-        cfg.rerank = self.rerank.unwrap_or(false);
-        cfg.seed = self.seed.unwrap_or(cfg.seed);
-        Ok(cfg)
     }
-}
-
-fn options_error(e: serde_wasm_bindgen::Error) -> JsValue {
-    js_error(Error::invalid("options", "(object)", e.to_string()))
+    let field = |name: &str| -> Result<Option<JsValue>, JsValue> {
+        let v = Reflect::get(options, &JsValue::from_str(name))?;
+        Ok((!v.is_undefined() && !v.is_null()).then_some(v))
+    };
+    let number = |name: &'static str, max: f64| -> Result<Option<f64>, JsValue> {
+        match field(name)? {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(f) if f.fract() == 0.0 && (0.0..=max).contains(&f) => Ok(Some(f)),
+                Some(f) => Err(js_error(Error::invalid(
+                    name,
+                    number_text(f),
+                    "must be a whole number in range",
+                ))),
+                None => Err(js_error(Error::invalid(name, "(not a number)", "must be a number"))),
+            },
+        }
+    };
+    let string = |name: &'static str| -> Result<Option<String>, JsValue> {
+        match field(name)? {
+            None => Ok(None),
+            Some(v) => v
+                .as_string()
+                .map(Some)
+                .ok_or_else(|| js_error(Error::invalid(name, "(not a string)", "must be a string"))),
+        }
+    };
+    let dim = number("dim", 1e9)?
+        .ok_or_else(|| js_error(Error::invalid("dim", "(missing)", "the option dim is required")))?;
+    let metric: Metric = string("metric")?
+        .ok_or_else(|| js_error(Error::invalid("metric", "(missing)", "the option metric is required: l2, ip or cosine")))?
+        .parse()
+        .map_err(js_error)?;
+    let mut cfg = HnswConfig::new(dim as usize, metric);
+    let usize_max = 4e9;
+    if let Some(m) = number("m", usize_max)? {
+        cfg.m = m as usize;
+    }
+    if let Some(ef) = number("efConstruction", usize_max)? {
+        cfg.ef_construction = ef as usize;
+    }
+    if let Some(ef) = number("ef", usize_max)? {
+        cfg.ef_search = ef as usize;
+    }
+    cfg.capacity = number("capacity", usize_max)?.map(|c| c as usize);
+    cfg.capacity_bytes = number("capacityBytes", MAX_SAFE_INTEGER as f64)?.map(|c| c as u64);
+    if let Some(q) = string("quantization")? {
+        cfg.quantization = Quantization::parse(&q)
+            .ok_or_else(|| js_error(Error::invalid("quantization", q, "expected \"none\" or \"sq8\"")))?;
+    }
+    if let Some(r) = field("rerank")? {
+        cfg.rerank = r
+            .as_bool()
+            .ok_or_else(|| js_error(Error::invalid("rerank", "(not a boolean)", "must be true or false")))?;
+    }
+    if let Some(seed) = number("seed", MAX_SAFE_INTEGER as f64)? {
+        cfg.seed = seed as u64;
+    }
+    Ok(cfg)
 }
 
 /// A whole number in `1..=max` from a JS number (JS would otherwise wrap -1 or truncate 2.5).
@@ -146,7 +183,7 @@ fn count(name: &'static str, value: f64, max: usize) -> Result<usize, JsValue> {
         let e = if name == "k" {
             Error::KOutOfRange { k: value.max(0.0) as usize, max }
         } else {
-            Error::invalid(name, value, format!("must be a whole number between 1 and {max}"))
+            Error::invalid(name, number_text(value), format!("must be a whole number between 1 and {max}"))
         };
         return Err(js_error(e));
     }
@@ -167,20 +204,7 @@ impl VectorCache {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "CacheOptions")] options: JsValue,
     ) -> Result<VectorCache, JsValue> {
-        if let Some(o) = options.dyn_ref::<Object>() {
-            // serde-wasm-bindgen reads only the fields it knows: refuse typos here.
-            for key in Object::keys(o).iter().filter_map(|k| k.as_string()) {
-                if !OPTION_NAMES.contains(&key.as_str()) {
-                    return Err(js_error(Error::invalid(
-                        "options",
-                        key,
-                        format!("unknown option; known options: {}", OPTION_NAMES.join(", ")),
-                    )));
-                }
-            }
-        }
-        let opts: CacheOptions = serde_wasm_bindgen::from_value(options).map_err(options_error)?;
-        let cfg = opts.into_config().map_err(js_error)?;
+        let cfg = config_from_js(&options)?;
         Ok(VectorCache {
             inner: Hnsw::new(cfg).map_err(js_error)?,
         })

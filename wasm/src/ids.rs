@@ -13,10 +13,31 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 fn bad(value: &JsValue, reason: &str) -> Error {
     let shown = value
         .as_f64()
-        .map(|f| f.to_string())
+        .map(number_text)
         .or_else(|| value.as_string())
         .unwrap_or_else(|| format!("{value:?}"));
     Error::invalid("id", shown, reason)
+}
+
+/// A JS number as text with integer formatting only (float formatting would add ~15 KB).
+pub fn number_text(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if f.abs() >= 9.0e18 {
+        return if f > 0.0 { "a number above 2^63".into() } else { "a number below -2^63".into() };
+    }
+    let whole = f.trunc() as i64;
+    let frac = ((f - f.trunc()).abs() * 1000.0).round() as i64;
+    let sign = if f < 0.0 && whole == 0 { "-" } else { "" };
+    if frac == 0 && f.fract() == 0.0 {
+        format!("{whole}")
+    } else {
+        format!("{sign}{whole}.{frac:03}").trim_end_matches('0').to_string()
+    }
 }
 
 /// One id: a safe non-negative integer number or a BigInt in `0..2^64`.

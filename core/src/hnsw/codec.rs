@@ -137,7 +137,7 @@ impl Hnsw {
             });
         }
         debug_assert_eq!(self.store.raw.as_ref().map_or(slots * dim, |r| r.len()), slots * dim);
-        let crc = crc32fast::hash(&w.0);
+        let crc = crate::crc32::hash(&w.0);
         w.u32(crc);
         w.0
     }
@@ -164,7 +164,7 @@ impl Hnsw {
         }
         let (body, tail) = bytes.split_at(bytes.len() - 4);
         let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
-        let actual = crc32fast::hash(body);
+        let actual = crate::crc32::hash(body);
         if stored != actual {
             return Err(malformed(format!(
                 "checksum mismatch (stored {stored:08x}, computed {actual:08x}): the bytes are corrupt or truncated"

@@ -278,7 +278,7 @@ fn patch(bytes: &[u8], pos: usize, value: u32) -> Vec<u8> {
     let mut b = bytes.to_vec();
     b[pos..pos + 4].copy_from_slice(&value.to_le_bytes());
     let n = b.len() - 4;
-    let crc = crc32fast::hash(&b[..n]);
+    let crc = crate::crc32::hash(&b[..n]);
     b[n..].copy_from_slice(&crc.to_le_bytes());
     b
 }
