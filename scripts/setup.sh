@@ -2,6 +2,8 @@
 # Installs what Proxima needs on a Debian/Ubuntu machine, skipping whatever is already there.
 #   scripts/setup.sh          everything (native build, wasm toolchain, browser)
 #   scripts/setup.sh native   only what the server build and its tests need (FAISS deps, the model)
+#   scripts/setup.sh wasm     only what the wasm build needs (wasm32 target, wasm-bindgen-cli,
+#                             Node.js and npm, wasm-opt); scripts/build-wasm.sh runs this
 # Each step prints what it does. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +31,11 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup) first"; exit 1; }
+
+if [ "$what" != wasm ]; then  # the native part, up to its `fi`
 # --- native: FAISS is built from source by faiss-sys (cmake) and links OpenBLAS ---------------
 apt_install cmake libopenblas-dev g++ pkg-config
-command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup) first"; exit 1; }
 
 # --- the package lists: the built-in debian-packages dataset reads `apt-cache dumpavail` --------
 if [ -z "$(apt-cache dumpavail 2>/dev/null | head -c 1)" ]; then
@@ -74,6 +78,7 @@ EOF
   rm -rf "$tmp"
   say "embedding model installed: $model_dir"
 fi
+fi  # end of the native part
 
 [ "$what" = native ] && exit 0
 
@@ -102,6 +107,24 @@ else
   cargo install -q wasm-bindgen-cli --version "$wb_version" --locked \
     || cargo install -q wasm-bindgen-cli --version "$wb_version"
 fi
+
+# --- Node.js and npm (the wasm tests, the npm packages), wasm-opt from npm's binaryen ------------
+# Debian's binaryen package writes modules that fail to load (externref table init): the wasm-opt
+# of npm's binaryen, pinned, goes into target/tools (scripts/build-wasm.sh runs it from there).
+command -v node >/dev/null || apt_install nodejs
+command -v npm >/dev/null || apt_install npm
+binaryen_version=132.0.0
+tools=target/tools
+if [ "$(node -p "require('./$tools/node_modules/binaryen/package.json').version" 2>/dev/null)" = "$binaryen_version" ] \
+  && [ -x "$tools/node_modules/.bin/wasm-opt" ]; then
+  say "wasm-opt (npm binaryen $binaryen_version) present in $tools"
+else
+  say "npm install binaryen@$binaryen_version into $tools"
+  mkdir -p "$tools"
+  [ -f "$tools/package.json" ] || echo '{"private": true}' > "$tools/package.json"
+  npm install --prefix "$tools" --no-audit --no-fund --save-exact "binaryen@$binaryen_version" >/dev/null
+fi
+[ "$what" = wasm ] && { say "done (wasm)"; exit 0; }
 
 # --- headless Chromium and its driver for browser tests --------------------------------------
 apt_install chromium chromium-driver
