@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxima's two entry points. Both install whatever is missing first (idempotently).
 #   ./proxima.sh serve [args]   build and run the server on ./data (prints where it listens)
-#   ./proxima.sh test           the whole suite: fmt, clippy, unit + end-to-end tests, wasm in Node and Chromium
+#   ./proxima.sh test           the whole suite: fmt, clippy, unit + end-to-end tests, wasm in Node and Chromium,
+#                               the npm packages (size check, installed and used in Node and Chromium)
 set -euo pipefail
 cd "$(dirname "$0")"
 cmd="${1:-help}"
@@ -35,6 +36,9 @@ case "$cmd" in
     bash scripts/wasm-cargo.sh test -p proxima-wasm
     step "wasm tests in headless Chromium"
     WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver)" bash scripts/wasm-cargo.sh test -p proxima-wasm
+    step "wasm packages: build (size check) and install test in Node"
+    bash scripts/build-wasm.sh
+    node --test tests/wasm-node/*.test.mjs
     step "all green in $(( $(date +%s) - start )) s"
     ;;
   *)
