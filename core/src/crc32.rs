@@ -59,7 +59,10 @@ mod tests {
     fn known_values() {
         assert_eq!(super::hash(b""), 0);
         assert_eq!(super::hash(b"123456789"), 0xCBF4_3926);
-        assert_eq!(super::hash(b"The quick brown fox jumps over the lazy dog"), 0x414F_A339);
+        assert_eq!(
+            super::hash(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
     }
 
     proptest! {

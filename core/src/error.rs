@@ -115,7 +115,13 @@ fn non_finite_name(v: f32) -> &'static str {
 /// `x` as `d.de±N` (two significant digits) using integer formatting only.
 pub(crate) fn scientific(x: f64) -> String {
     if !x.is_finite() {
-        return if x.is_nan() { "NaN".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
+        return if x.is_nan() {
+            "NaN".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     if x == 0.0 {
         return "0".into();
@@ -176,11 +182,18 @@ mod tests {
 
     #[test]
     fn messages_name_values_without_float_formatting() {
-        let e = Error::NonFiniteValue { row: 1, col: 2, value: f32::NEG_INFINITY };
+        let e = Error::NonFiniteValue {
+            row: 1,
+            col: 2,
+            value: f32::NEG_INFINITY,
+        };
         assert_eq!(e.to_string(), "non-finite value -inf at row 1, column 2");
         assert_eq!(scientific(1.5e19), "1.5e19");
         assert_eq!(scientific(9.96e18), "1.0e19");
         assert_eq!(scientific(-0.00123), "-1.2e-3");
-        assert_eq!(format!("{:?}", Error::NotTrained), "not_trained: index is not trained: call train before adding vectors");
+        assert_eq!(
+            format!("{:?}", Error::NotTrained),
+            "not_trained: index is not trained: call train before adding vectors"
+        );
     }
 }

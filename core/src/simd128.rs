@@ -27,7 +27,12 @@ fn load_f32(s: &[f32], i: usize) -> v128 {
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let (mut s0, mut s1, mut s2, mut s3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    let (mut s0, mut s1, mut s2, mut s3) = (
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+    );
     let mut i = 0;
     while i + 16 <= n {
         s0 = f32x4_add(s0, f32x4_mul(load_f32(a, i), load_f32(b, i)));
@@ -52,7 +57,12 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let (mut s0, mut s1, mut s2, mut s3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    let (mut s0, mut s1, mut s2, mut s3) = (
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+    );
     let mut i = 0;
     while i + 16 <= n {
         let d0 = f32x4_sub(load_f32(a, i), load_f32(b, i));
@@ -83,7 +93,12 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn dot_u8(q: &[f32], codes: &[u8]) -> f32 {
     let n = q.len().min(codes.len());
-    let (mut s0, mut s1, mut s2, mut s3) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    let (mut s0, mut s1, mut s2, mut s3) = (
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+        f32x4_splat(0.0),
+    );
     let mut i = 0;
     while i + 16 <= n {
         // SAFETY: `i + 16 <= codes.len()`: the 16 bytes read lie inside `codes`.

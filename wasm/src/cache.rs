@@ -104,8 +104,14 @@ const OPTION_NAMES: [&str; 10] = [
 /// Reads the constructor's options object by hand (not through serde): unknown keys are
 /// refused, and number errors name the option and the range.
 fn config_from_js(options: &JsValue) -> Result<HnswConfig, JsValue> {
-    let Some(o) = options.dyn_ref::<Object>().filter(|_| !options.is_function()) else {
-        return Err(coded("invalid_parameter", "options must be an object such as {dim: 384, metric: \"cosine\"}"));
+    let Some(o) = options
+        .dyn_ref::<Object>()
+        .filter(|_| !options.is_function())
+    else {
+        return Err(coded(
+            "invalid_parameter",
+            "options must be an object such as {dim: 384, metric: \"cosine\"}",
+        ));
     };
     for key in Object::keys(o).iter().filter_map(|k| k.as_string()) {
         if !OPTION_NAMES.contains(&key.as_str()) {
@@ -130,23 +136,37 @@ fn config_from_js(options: &JsValue) -> Result<HnswConfig, JsValue> {
                     number_text(f),
                     "must be a whole number in range",
                 ))),
-                None => Err(js_error(Error::invalid(name, "(not a number)", "must be a number"))),
+                None => Err(js_error(Error::invalid(
+                    name,
+                    "(not a number)",
+                    "must be a number",
+                ))),
             },
         }
     };
     let string = |name: &'static str| -> Result<Option<String>, JsValue> {
         match field(name)? {
             None => Ok(None),
-            Some(v) => v
-                .as_string()
-                .map(Some)
-                .ok_or_else(|| js_error(Error::invalid(name, "(not a string)", "must be a string"))),
+            Some(v) => v.as_string().map(Some).ok_or_else(|| {
+                js_error(Error::invalid(name, "(not a string)", "must be a string"))
+            }),
         }
     };
-    let dim = number("dim", 1e9)?
-        .ok_or_else(|| js_error(Error::invalid("dim", "(missing)", "the option dim is required")))?;
+    let dim = number("dim", 1e9)?.ok_or_else(|| {
+        js_error(Error::invalid(
+            "dim",
+            "(missing)",
+            "the option dim is required",
+        ))
+    })?;
     let metric: Metric = string("metric")?
-        .ok_or_else(|| js_error(Error::invalid("metric", "(missing)", "the option metric is required: l2, ip or cosine")))?
+        .ok_or_else(|| {
+            js_error(Error::invalid(
+                "metric",
+                "(missing)",
+                "the option metric is required: l2, ip or cosine",
+            ))
+        })?
         .parse()
         .map_err(js_error)?;
     let mut cfg = HnswConfig::new(dim as usize, metric);
@@ -163,13 +183,22 @@ fn config_from_js(options: &JsValue) -> Result<HnswConfig, JsValue> {
     cfg.capacity = number("capacity", usize_max)?.map(|c| c as usize);
     cfg.capacity_bytes = number("capacityBytes", MAX_SAFE_INTEGER as f64)?.map(|c| c as u64);
     if let Some(q) = string("quantization")? {
-        cfg.quantization = Quantization::parse(&q)
-            .ok_or_else(|| js_error(Error::invalid("quantization", q, "expected \"none\" or \"sq8\"")))?;
+        cfg.quantization = Quantization::parse(&q).ok_or_else(|| {
+            js_error(Error::invalid(
+                "quantization",
+                q,
+                "expected \"none\" or \"sq8\"",
+            ))
+        })?;
     }
     if let Some(r) = field("rerank")? {
-        cfg.rerank = r
-            .as_bool()
-            .ok_or_else(|| js_error(Error::invalid("rerank", "(not a boolean)", "must be true or false")))?;
+        cfg.rerank = r.as_bool().ok_or_else(|| {
+            js_error(Error::invalid(
+                "rerank",
+                "(not a boolean)",
+                "must be true or false",
+            ))
+        })?;
     }
     if let Some(seed) = number("seed", MAX_SAFE_INTEGER as f64)? {
         cfg.seed = seed as u64;
@@ -181,9 +210,16 @@ fn config_from_js(options: &JsValue) -> Result<HnswConfig, JsValue> {
 fn count(name: &'static str, value: f64, max: usize) -> Result<usize, JsValue> {
     if value.fract() != 0.0 || value < 1.0 || value > max as f64 {
         let e = if name == "k" {
-            Error::KOutOfRange { k: value.max(0.0) as usize, max }
+            Error::KOutOfRange {
+                k: value.max(0.0) as usize,
+                max,
+            }
         } else {
-            Error::invalid(name, number_text(value), format!("must be a whole number between 1 and {max}"))
+            Error::invalid(
+                name,
+                number_text(value),
+                format!("must be a whole number between 1 and {max}"),
+            )
         };
         return Err(js_error(e));
     }
@@ -238,7 +274,11 @@ impl VectorCache {
         let out = Object::new();
         set(&out, "inserted", JsValue::from_f64(report.inserted as f64));
         set(&out, "replaced", JsValue::from_f64(report.replaced as f64));
-        set(&out, "unchanged", JsValue::from_f64(report.unchanged as f64));
+        set(
+            &out,
+            "unchanged",
+            JsValue::from_f64(report.unchanged as f64),
+        );
         set(&out, "evicted", ids_to_js(&report.evicted).into());
         Ok(out.into())
     }
@@ -282,13 +322,21 @@ impl VectorCache {
         Ok(rows.iter().map(|r| JsValue::from(hits_to_js(r))).collect())
     }
 
-    fn search_rows(&self, queries: &[f32], k: f64, options: &JsValue) -> Result<Vec<Vec<Hit>>, JsValue> {
+    fn search_rows(
+        &self,
+        queries: &[f32],
+        k: f64,
+        options: &JsValue,
+    ) -> Result<Vec<Vec<Hit>>, JsValue> {
         let k = count("k", k, proxima_core::hnsw::MAX_K)?;
         let mut ef = None;
         let mut filter_value = JsValue::UNDEFINED;
         if !options.is_undefined() && !options.is_null() {
             if !options.is_object() {
-                return Err(coded("invalid_parameter", "search options must be an object"));
+                return Err(coded(
+                    "invalid_parameter",
+                    "search options must be an object",
+                ));
             }
             let ef_value = Reflect::get(options, &"ef".into())?;
             if !ef_value.is_undefined() && !ef_value.is_null() {
@@ -325,7 +373,9 @@ impl VectorCache {
                     Error::InvalidParameter { value, reason, .. } => Error::InvalidParameter {
                         name: "filter",
                         value,
-                        reason: format!("{reason}; a filter is a function (id) => boolean or a list of ids"),
+                        reason: format!(
+                            "{reason}; a filter is a function (id) => boolean or a list of ids"
+                        ),
                     },
                     other => other,
                 })
@@ -333,7 +383,10 @@ impl VectorCache {
             Some(Filter::Allow(&allow))
         };
         let opts = SearchOptions { ef, filter };
-        let rows = self.inner.search_batch(queries, k, &opts).map_err(js_error)?;
+        let rows = self
+            .inner
+            .search_batch(queries, k, &opts)
+            .map_err(js_error)?;
         if let Some(e) = thrown.into_inner() {
             return Err(e);
         }
@@ -350,7 +403,10 @@ impl VectorCache {
     }
 
     /// True when `id` is held.
-    pub fn has(&self, #[wasm_bindgen(unchecked_param_type = "Id")] id: JsValue) -> Result<bool, JsValue> {
+    pub fn has(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Id")] id: JsValue,
+    ) -> Result<bool, JsValue> {
         let id = id_from_js(&id).map_err(js_error)?;
         Ok(self.inner.contains(id))
     }

@@ -25,10 +25,18 @@ pub fn number_text(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     if f.abs() >= 9.0e18 {
-        return if f > 0.0 { "a number above 2^63".into() } else { "a number below -2^63".into() };
+        return if f > 0.0 {
+            "a number above 2^63".into()
+        } else {
+            "a number below -2^63".into()
+        };
     }
     let whole = f.trunc() as i64;
     let frac = ((f - f.trunc()).abs() * 1000.0).round() as i64;
@@ -36,7 +44,9 @@ pub fn number_text(f: f64) -> String {
     if frac == 0 && f.fract() == 0.0 {
         format!("{whole}")
     } else {
-        format!("{sign}{whole}.{frac:03}").trim_end_matches('0').to_string()
+        format!("{sign}{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 

@@ -15,9 +15,9 @@ pub use cache::VectorCache;
 use js_sys::{BigUint64Array, Float32Array};
 use wasm_bindgen::prelude::*;
 
+use errors::js_error;
 use proxima_core::exact::exact_search;
 use proxima_core::validate::check_vectors;
-use errors::js_error;
 use proxima_core::{Error, Metric};
 
 /// The crate version, to check which build a page loaded.

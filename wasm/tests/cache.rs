@@ -25,7 +25,10 @@ fn code(e: JsValue) -> String {
 }
 
 fn nums(ids: &[f64]) -> JsValue {
-    ids.iter().map(|&i| JsValue::from_f64(i)).collect::<Array>().into()
+    ids.iter()
+        .map(|&i| JsValue::from_f64(i))
+        .collect::<Array>()
+        .into()
 }
 
 /// Seeded pseudo-random rows in [-1, 1).
@@ -42,11 +45,17 @@ fn rows(n: usize, dim: usize, seed: u32) -> Vec<f32> {
 }
 
 fn cache(dim: usize, metric: &str) -> VectorCache {
-    VectorCache::new(obj(&[("dim", (dim as f64).into()), ("metric", metric.into())])).unwrap()
+    VectorCache::new(obj(&[
+        ("dim", (dim as f64).into()),
+        ("metric", metric.into()),
+    ]))
+    .unwrap()
 }
 
 fn hit_ids(hits: &Array) -> Vec<f64> {
-    hits.iter().map(|h| get(&h, "id").as_f64().unwrap()).collect()
+    hits.iter()
+        .map(|h| get(&h, "id").as_f64().unwrap())
+        .collect()
 }
 
 #[wasm_bindgen_test]
@@ -73,7 +82,9 @@ fn upsert_search_get_delete() {
     let hits = c.search(q, 5.0, JsValue::UNDEFINED).unwrap();
     assert!(!hit_ids(&hits).contains(&20.0));
     assert_eq!(c.len(), 499);
-    let batch = c.search_batch(&data[..3 * dim], 4.0, JsValue::UNDEFINED).unwrap();
+    let batch = c
+        .search_batch(&data[..3 * dim], 4.0, JsValue::UNDEFINED)
+        .unwrap();
     assert_eq!(batch.length(), 3);
     let stats = c.stats().unwrap();
     assert_eq!(get(&stats, "vectors").as_f64(), Some(499.0));
@@ -93,22 +104,42 @@ fn ids_as_bigints_and_typed_arrays() {
     let ids = Array::new();
     ids.push(&JsValue::from(BigInt::from(big)));
     ids.push(&JsValue::from(BigInt::from(5u64)));
-    c.upsert(ids.into(), &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]).unwrap();
+    c.upsert(ids.into(), &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+        .unwrap();
     let typed = BigUint64Array::from(&[7u64, 8][..]);
-    c.upsert(typed.into(), &[2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]).unwrap();
-    let hits = c.search(&[0.1, 0.0, 0.0, 0.0], 2.0, JsValue::UNDEFINED).unwrap();
+    c.upsert(typed.into(), &[2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0])
+        .unwrap();
+    let hits = c
+        .search(&[0.1, 0.0, 0.0, 0.0], 2.0, JsValue::UNDEFINED)
+        .unwrap();
     let first = get(&hits.get(0), "id");
     assert!(first.is_bigint(), "ids above 2^53 come back as BigInt");
-    assert_eq!(u64::try_from(first.unchecked_into::<BigInt>()).unwrap(), big);
-    assert_eq!(get(&hits.get(1), "id").as_f64(), Some(5.0), "safe ids come back as numbers");
+    assert_eq!(
+        u64::try_from(first.unchecked_into::<BigInt>()).unwrap(),
+        big
+    );
+    assert_eq!(
+        get(&hits.get(1), "id").as_f64(),
+        Some(5.0),
+        "safe ids come back as numbers"
+    );
     assert!(c.has(JsValue::from(BigInt::from(big))).unwrap());
     // An unsafe number is refused, never rounded.
     let unsafe_id = nums(&[9007199254740993.0]);
-    assert_eq!(code(c.upsert(unsafe_id, &[1.0; 4]).unwrap_err()), "invalid_parameter");
+    assert_eq!(
+        code(c.upsert(unsafe_id, &[1.0; 4]).unwrap_err()),
+        "invalid_parameter"
+    );
     for bad in [-1.0, 2.5, f64::NAN] {
-        assert_eq!(code(c.delete(nums(&[bad])).unwrap_err()), "invalid_parameter");
+        assert_eq!(
+            code(c.delete(nums(&[bad])).unwrap_err()),
+            "invalid_parameter"
+        );
     }
-    assert_eq!(code(c.get(JsValue::from_str("7")).unwrap_err()), "invalid_parameter");
+    assert_eq!(
+        code(c.get(JsValue::from_str("7")).unwrap_err()),
+        "invalid_parameter"
+    );
     assert_eq!(c.len(), 4);
 }
 
@@ -125,14 +156,20 @@ fn filters_as_functions_and_lists() {
     assert_eq!(hits.length(), 10);
     assert!(hit_ids(&hits).iter().all(|id| id % 2.0 == 0.0));
     let allow = nums(&[5.0, 6.0, 299.0, 1000.0]);
-    let hits = c.search(q, 10.0, obj(&[("filter", allow), ("ef", 32.into())])).unwrap();
+    let hits = c
+        .search(q, 10.0, obj(&[("filter", allow), ("ef", 32.into())]))
+        .unwrap();
     let mut got = hit_ids(&hits);
     got.sort_by(f64::total_cmp);
     assert_eq!(got, vec![5.0, 6.0, 299.0]);
     let throws = Function::new_with_args("id", "throw new Error('boom')");
-    let err = c.search(q, 3.0, obj(&[("filter", throws.into())])).unwrap_err();
+    let err = c
+        .search(q, 3.0, obj(&[("filter", throws.into())]))
+        .unwrap_err();
     assert!(format!("{err:?}").contains("boom"));
-    let err = c.search(q, 3.0, obj(&[("filter", "x".into())])).unwrap_err();
+    let err = c
+        .search(q, 3.0, obj(&[("filter", "x".into())]))
+        .unwrap_err();
     assert_eq!(code(err), "invalid_parameter");
 }
 
@@ -141,26 +178,59 @@ fn bad_input_throws_coded_errors() {
     let bad_opts = [
         obj(&[("dim", 0.into()), ("metric", "l2".into())]),
         obj(&[("dim", 4.into()), ("metric", "hamming".into())]),
-        obj(&[("dim", 4.into()), ("metric", "l2".into()), ("quantization", "pq".into())]),
-        obj(&[("dim", 4.into()), ("metric", "l2".into()), ("colour", "red".into())]),
+        obj(&[
+            ("dim", 4.into()),
+            ("metric", "l2".into()),
+            ("quantization", "pq".into()),
+        ]),
+        obj(&[
+            ("dim", 4.into()),
+            ("metric", "l2".into()),
+            ("colour", "red".into()),
+        ]),
         obj(&[("metric", "l2".into())]),
         JsValue::from_str("dim=4"),
     ];
     for (i, o) in bad_opts.into_iter().enumerate() {
-        let err = VectorCache::new(o).err().unwrap_or_else(|| panic!("options #{i} were accepted"));
+        let err = VectorCache::new(o)
+            .err()
+            .unwrap_or_else(|| panic!("options #{i} were accepted"));
         assert_eq!(code(err), "invalid_parameter", "options #{i}");
     }
     let mut c = cache(4, "cosine");
-    assert_eq!(code(c.upsert(nums(&[1.0]), &[1.0, 2.0, 3.0]).unwrap_err()), "dimension_mismatch");
-    assert_eq!(code(c.upsert(nums(&[1.0, 2.0]), &[1.0; 4]).unwrap_err()), "id_count_mismatch");
-    assert_eq!(code(c.upsert(nums(&[1.0]), &[f32::NAN, 1.0, 1.0, 1.0]).unwrap_err()), "non_finite_value");
-    assert_eq!(code(c.upsert(nums(&[1.0]), &[0.0; 4]).unwrap_err()), "zero_vector");
+    assert_eq!(
+        code(c.upsert(nums(&[1.0]), &[1.0, 2.0, 3.0]).unwrap_err()),
+        "dimension_mismatch"
+    );
+    assert_eq!(
+        code(c.upsert(nums(&[1.0, 2.0]), &[1.0; 4]).unwrap_err()),
+        "id_count_mismatch"
+    );
+    assert_eq!(
+        code(
+            c.upsert(nums(&[1.0]), &[f32::NAN, 1.0, 1.0, 1.0])
+                .unwrap_err()
+        ),
+        "non_finite_value"
+    );
+    assert_eq!(
+        code(c.upsert(nums(&[1.0]), &[0.0; 4]).unwrap_err()),
+        "zero_vector"
+    );
     c.upsert(nums(&[1.0]), &[1.0; 4]).unwrap();
-    assert_eq!(code(c.search(&[1.0; 3], 1.0, JsValue::UNDEFINED).unwrap_err()), "dimension_mismatch");
+    assert_eq!(
+        code(c.search(&[1.0; 3], 1.0, JsValue::UNDEFINED).unwrap_err()),
+        "dimension_mismatch"
+    );
     for k in [0.0, -1.0, 1.5, 1e9] {
-        assert_eq!(code(c.search(&[1.0; 4], k, JsValue::UNDEFINED).unwrap_err()), "k_out_of_range");
+        assert_eq!(
+            code(c.search(&[1.0; 4], k, JsValue::UNDEFINED).unwrap_err()),
+            "k_out_of_range"
+        );
     }
-    let err = c.search(&[1.0; 4], 1.0, obj(&[("ef", 0.into())])).unwrap_err();
+    let err = c
+        .search(&[1.0; 4], 1.0, obj(&[("ef", 0.into())]))
+        .unwrap_err();
     assert_eq!(code(err.clone()), "invalid_parameter");
     let message = format!("{err:?}");
     assert!(message.contains("invalid_parameter: "), "{message}");
@@ -192,22 +262,41 @@ fn bytes_round_trip_and_corruption() {
         }
         let mut corrupt = bytes.clone();
         corrupt[bytes.len() / 2] ^= 1;
-        assert_eq!(code(VectorCache::from_bytes(&corrupt).err().unwrap()), "malformed");
-        assert_eq!(code(VectorCache::from_bytes(&bytes[..bytes.len() - 9]).err().unwrap()), "malformed");
-        assert_eq!(code(VectorCache::from_bytes(b"not an index").err().unwrap()), "malformed");
+        assert_eq!(
+            code(VectorCache::from_bytes(&corrupt).err().unwrap()),
+            "malformed"
+        );
+        assert_eq!(
+            code(
+                VectorCache::from_bytes(&bytes[..bytes.len() - 9])
+                    .err()
+                    .unwrap()
+            ),
+            "malformed"
+        );
+        assert_eq!(
+            code(VectorCache::from_bytes(b"not an index").err().unwrap()),
+            "malformed"
+        );
     }
 }
 
 #[wasm_bindgen_test]
 fn capacity_evicts_least_recently_hit() {
     let dim = 4;
-    let opts = obj(&[("dim", 4.into()), ("metric", "l2".into()), ("capacity", 50.into())]);
+    let opts = obj(&[
+        ("dim", 4.into()),
+        ("metric", "l2".into()),
+        ("capacity", 50.into()),
+    ]);
     let mut c = VectorCache::new(opts).unwrap();
     let data = rows(60, dim, 5);
     let ids: Vec<f64> = (0..50).map(f64::from).collect();
     c.upsert(nums(&ids), &data[..50 * dim]).unwrap();
     c.get(JsValue::from_f64(0.0)).unwrap();
-    let report = c.upsert(nums(&[100.0, 101.0]), &data[50 * dim..52 * dim]).unwrap();
+    let report = c
+        .upsert(nums(&[100.0, 101.0]), &data[50 * dim..52 * dim])
+        .unwrap();
     let evicted: Array = get(&report, "evicted").unchecked_into();
     assert_eq!(hit_ids_plain(&evicted), vec![1.0, 2.0]);
     assert_eq!(c.len(), 50);

@@ -79,8 +79,15 @@ impl Hnsw {
         w.0.extend_from_slice(MAGIC);
         w.u32(FORMAT_VERSION);
         w.u32(HEADER_BYTES);
-        let flags = if self.store.raw.is_some() { FLAG_ROWS } else { 0 }
-            | if self.store.codes.is_some() { FLAG_CODES } else { 0 };
+        let flags = if self.store.raw.is_some() {
+            FLAG_ROWS
+        } else {
+            0
+        } | if self.store.codes.is_some() {
+            FLAG_CODES
+        } else {
+            0
+        };
         for v in [
             dim as u32,
             metric_code(self.cfg.metric),
@@ -114,9 +121,15 @@ impl Hnsw {
                 b[start + i / 8] |= 1 << (i % 8);
             }
         });
-        w.section(slots * 8, |b| b.extend(self.ids.iter().flat_map(|v| v.to_le_bytes())));
+        w.section(slots * 8, |b| {
+            b.extend(self.ids.iter().flat_map(|v| v.to_le_bytes()))
+        });
         w.section(slots * 4, |b| {
-            b.extend(self.last_used.iter().flat_map(|v| v.load(Relaxed).to_le_bytes()))
+            b.extend(
+                self.last_used
+                    .iter()
+                    .flat_map(|v| v.load(Relaxed).to_le_bytes()),
+            )
         });
         w.section(self.graph.level0.len() * 4, |b| {
             b.extend(self.graph.level0.iter().flat_map(|v| v.to_le_bytes()))
@@ -128,7 +141,9 @@ impl Hnsw {
             }
         });
         if let Some(raw) = &self.store.raw {
-            w.section(raw.len() * 4, |b| b.extend(raw.iter().flat_map(|v| v.to_le_bytes())));
+            w.section(raw.len() * 4, |b| {
+                b.extend(raw.iter().flat_map(|v| v.to_le_bytes()))
+            });
         }
         if let Some(codes) = &self.store.codes {
             w.section(codes.len(), |b| b.extend_from_slice(codes));
@@ -136,7 +151,10 @@ impl Hnsw {
                 b.extend(self.store.params.iter().flat_map(|v| v.to_le_bytes()))
             });
         }
-        debug_assert_eq!(self.store.raw.as_ref().map_or(slots * dim, |r| r.len()), slots * dim);
+        debug_assert_eq!(
+            self.store.raw.as_ref().map_or(slots * dim, |r| r.len()),
+            slots * dim
+        );
         let crc = crate::crc32::hash(&w.0);
         w.u32(crc);
         w.0
@@ -151,7 +169,10 @@ impl Hnsw {
     /// native, wasm32, either endianness of host).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() < 16 + HEADER_BYTES as usize + 4 {
-            return Err(malformed(format!("{} bytes is too short for an index", bytes.len())));
+            return Err(malformed(format!(
+                "{} bytes is too short for an index",
+                bytes.len()
+            )));
         }
         if &bytes[..8] != MAGIC {
             return Err(malformed("not a Proxima index (wrong magic bytes)"));
@@ -170,15 +191,32 @@ impl Hnsw {
                 "checksum mismatch (stored {stored:08x}, computed {actual:08x}): the bytes are corrupt or truncated"
             )));
         }
-        let mut r = Reader { bytes: body, pos: 12 };
+        let mut r = Reader {
+            bytes: body,
+            pos: 12,
+        };
         if r.u32()? != HEADER_BYTES {
             return Err(malformed("unexpected header size"));
         }
         let h: Vec<u32> = (0..14).map(|_| r.u32()).collect::<Result<_>>()?;
-        let (dim, metric, m, m0, efc, efs, quant, flags) =
-            (h[0] as usize, h[1], h[2] as usize, h[3] as usize, h[4] as usize, h[5] as usize, h[6], h[7]);
-        let (slots, live, tombstones, entry, max_level, clock) =
-            (h[8] as usize, h[9] as usize, h[10] as usize, h[11], h[12] as usize, h[13]);
+        let (dim, metric, m, m0, efc, efs, quant, flags) = (
+            h[0] as usize,
+            h[1],
+            h[2] as usize,
+            h[3] as usize,
+            h[4] as usize,
+            h[5] as usize,
+            h[6],
+            h[7],
+        );
+        let (slots, live, tombstones, entry, max_level, clock) = (
+            h[8] as usize,
+            h[9] as usize,
+            h[10] as usize,
+            h[11],
+            h[12] as usize,
+            h[13],
+        );
         let capacity = r.u64()?;
         let capacity_bytes = r.u64()?;
         let rng = r.u64()?;
@@ -206,7 +244,8 @@ impl Hnsw {
             capacity_bytes: (capacity_bytes != NONE_U64).then_some(capacity_bytes),
             seed,
         };
-        cfg.validate().map_err(|e| malformed(format!("header: {e}")))?;
+        cfg.validate()
+            .map_err(|e| malformed(format!("header: {e}")))?;
         if m0 != 2 * m {
             return Err(malformed(format!("m0 = {m0} must be 2 × m = {}", 2 * m)));
         }
@@ -215,46 +254,85 @@ impl Hnsw {
             Quantization::Sq8 => FLAG_CODES | if cfg.rerank { FLAG_ROWS } else { 0 },
         };
         if flags != want_flags {
-            return Err(malformed(format!("storage flags {flags} do not match the quantization")));
+            return Err(malformed(format!(
+                "storage flags {flags} do not match the quantization"
+            )));
         }
         if max_level > MAX_LEVEL {
-            return Err(malformed(format!("max level {max_level} is above {MAX_LEVEL}")));
+            return Err(malformed(format!(
+                "max level {max_level} is above {MAX_LEVEL}"
+            )));
         }
         // Every section must fit in what is left: no allocation from a header's word alone.
         let per_slot = 1 + 8 + 4 + (m0 + 1) * 4;
-        if slots.checked_mul(per_slot).is_none_or(|b| b > r.remaining()) {
-            return Err(malformed(format!("{slots} slots do not fit in {} bytes", bytes.len())));
+        if slots
+            .checked_mul(per_slot)
+            .is_none_or(|b| b > r.remaining())
+        {
+            return Err(malformed(format!(
+                "{slots} slots do not fit in {} bytes",
+                bytes.len()
+            )));
         }
         let levels = r.section(slots)?.to_vec();
         let tomb_bits = r.section(slots.div_ceil(8))?;
-        let tomb: Vec<bool> = (0..slots).map(|i| tomb_bits[i / 8] >> (i % 8) & 1 == 1).collect();
+        let tomb: Vec<bool> = (0..slots)
+            .map(|i| tomb_bits[i / 8] >> (i % 8) & 1 == 1)
+            .collect();
         let ids: Vec<u64> = r.section(slots * 8)?.chunks_exact(8).map(le_u64).collect();
-        let last_used: Vec<AtomicU32> =
-            r.section(slots * 4)?.chunks_exact(4).map(|c| AtomicU32::new(le_u32(c))).collect();
-        let level0: Vec<u32> = r.section(slots * (m0 + 1) * 4)?.chunks_exact(4).map(le_u32).collect();
+        let last_used: Vec<AtomicU32> = r
+            .section(slots * 4)?
+            .chunks_exact(4)
+            .map(|c| AtomicU32::new(le_u32(c)))
+            .collect();
+        let level0: Vec<u32> = r
+            .section(slots * (m0 + 1) * 4)?
+            .chunks_exact(4)
+            .map(le_u32)
+            .collect();
         let mut upper_words = 0usize;
         for &l in &levels {
             if l != FREE {
                 if l as usize > max_level {
-                    return Err(malformed(format!("a node's level {l} is above the max level {max_level}")));
+                    return Err(malformed(format!(
+                        "a node's level {l} is above the max level {max_level}"
+                    )));
                 }
                 upper_words += l as usize * (m + 1);
             }
         }
-        let upper_bytes = r.section(upper_words.checked_mul(4).ok_or_else(|| malformed("upper links too large"))?)?;
+        let upper_bytes = r.section(
+            upper_words
+                .checked_mul(4)
+                .ok_or_else(|| malformed("upper links too large"))?,
+        )?;
         let mut words = upper_bytes.chunks_exact(4).map(le_u32);
         let upper: Vec<Option<Box<[u32]>>> = levels
             .iter()
             .map(|&l| {
-                (l != FREE && l > 0)
-                    .then(|| words.by_ref().take(l as usize * (m + 1)).collect::<Vec<u32>>().into_boxed_slice())
+                (l != FREE && l > 0).then(|| {
+                    words
+                        .by_ref()
+                        .take(l as usize * (m + 1))
+                        .collect::<Vec<u32>>()
+                        .into_boxed_slice()
+                })
             })
             .collect();
-        let vec_len = slots.checked_mul(dim).ok_or_else(|| malformed("vectors too large"))?;
+        let vec_len = slots
+            .checked_mul(dim)
+            .ok_or_else(|| malformed("vectors too large"))?;
         let mut store = VectorStore::new(dim, cfg.metric, cfg.quantization, cfg.rerank);
         if flags & FLAG_ROWS != 0 {
-            let raw_bytes = r.section(vec_len.checked_mul(4).ok_or_else(|| malformed("vectors too large"))?)?;
-            let raw: Vec<f32> = raw_bytes.chunks_exact(4).map(|c| f32::from_bits(le_u32(c))).collect();
+            let raw_bytes = r.section(
+                vec_len
+                    .checked_mul(4)
+                    .ok_or_else(|| malformed("vectors too large"))?,
+            )?;
+            let raw: Vec<f32> = raw_bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_bits(le_u32(c)))
+                .collect();
             store.raw = Some(raw);
         }
         if flags & FLAG_CODES != 0 {
@@ -266,9 +344,18 @@ impl Hnsw {
                 .collect();
         }
         if r.remaining() != 0 {
-            return Err(malformed(format!("{} unexpected bytes after the last section", r.remaining())));
+            return Err(malformed(format!(
+                "{} unexpected bytes after the last section",
+                r.remaining()
+            )));
         }
-        let graph = Graph { m, m0, levels, level0, upper };
+        let graph = Graph {
+            m,
+            m0,
+            levels,
+            level0,
+            upper,
+        };
         check_graph(&graph, &tomb, entry, max_level, live + tombstones)?;
         check_vectors_finite(&store)?;
         let mut slot_of = IdMap::default();
@@ -324,7 +411,9 @@ fn check_graph(g: &Graph, tomb: &[bool], entry: u32, max_level: usize, nodes: us
     } else {
         let e = entry as usize;
         if e >= slots || g.levels[e] == FREE || g.levels[e] as usize != max_level {
-            return Err(malformed(format!("entry point {entry} is not a node at the top level")));
+            return Err(malformed(format!(
+                "entry point {entry} is not a node at the top level"
+            )));
         }
     }
     let _ = tomb;
@@ -343,12 +432,16 @@ fn check_graph(g: &Graph, tomb: &[bool], entry: u32, max_level: usize, nodes: us
                 g.upper[s].as_ref().map_or(0, |u| u[(level - 1) * stride])
             } as usize;
             if count > g.max_degree(level) {
-                return Err(malformed(format!("slot {s} has {count} links at level {level}")));
+                return Err(malformed(format!(
+                    "slot {s} has {count} links at level {level}"
+                )));
             }
             for &n in g.neighbours(s, level) {
                 let ok = (n as usize) < slots && g.level(n as usize).is_some_and(|l| l >= level);
                 if !ok {
-                    return Err(malformed(format!("slot {s} links to {n}, not a node of level {level}")));
+                    return Err(malformed(format!(
+                        "slot {s} links to {n}, not a node of level {level}"
+                    )));
                 }
             }
         }
@@ -357,7 +450,10 @@ fn check_graph(g: &Graph, tomb: &[bool], entry: u32, max_level: usize, nodes: us
 }
 
 fn check_vectors_finite(store: &VectorStore) -> Result<()> {
-    let bad_raw = store.raw.as_ref().is_some_and(|r| r.iter().any(|v| !v.is_finite()));
+    let bad_raw = store
+        .raw
+        .as_ref()
+        .is_some_and(|r| r.iter().any(|v| !v.is_finite()));
     if bad_raw || store.params.iter().any(|v| !v.is_finite()) {
         return Err(malformed("a stored vector holds NaN or infinity"));
     }
@@ -415,7 +511,9 @@ impl<'a> Reader<'a> {
     fn section(&mut self, len: usize) -> Result<&'a [u8]> {
         let stored = self.u64()?;
         if stored != len as u64 {
-            return Err(malformed(format!("a section holds {stored} bytes where {len} are expected")));
+            return Err(malformed(format!(
+                "a section holds {stored} bytes where {len} are expected"
+            )));
         }
         let s = self.take(len)?;
         let pad = (8 - len % 8) % 8;

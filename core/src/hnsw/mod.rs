@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::index::{Hit, VectorId, VectorIndex};
 use crate::metric::{normalize, Metric};
 use crate::params::SearchParams;
-use crate::validate::{check_ids, check_norms, check_nonzero, check_vectors, MAX_DIM};
+use crate::validate::{check_ids, check_nonzero, check_norms, check_vectors, MAX_DIM};
 use graph::{Graph, FREE, MAX_LEVEL};
 use search::{key, key_dist, key_slot, Scratch};
 use store::VectorStore;
@@ -98,10 +98,18 @@ impl HnswConfig {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
         if self.dim == 0 || self.dim > MAX_DIM {
-            return Err(Error::invalid("dim", self.dim, format!("must be between 1 and {MAX_DIM}")));
+            return Err(Error::invalid(
+                "dim",
+                self.dim,
+                format!("must be between 1 and {MAX_DIM}"),
+            ));
         }
         if self.m < 2 || self.m > MAX_M {
-            return Err(Error::invalid("m", self.m, format!("must be between 2 and {MAX_M}")));
+            return Err(Error::invalid(
+                "m",
+                self.m,
+                format!("must be between 2 and {MAX_M}"),
+            ));
         }
         check_ef("efConstruction", self.ef_construction)?;
         check_ef("ef", self.ef_search)?;
@@ -137,7 +145,11 @@ impl HnswConfig {
 
 fn check_ef(name: &'static str, ef: usize) -> Result<()> {
     if ef == 0 || ef > MAX_EF {
-        return Err(Error::invalid(name, ef, format!("must be between 1 and {MAX_EF}")));
+        return Err(Error::invalid(
+            name,
+            ef,
+            format!("must be between 1 and {MAX_EF}"),
+        ));
     }
     Ok(())
 }
@@ -360,7 +372,10 @@ impl Hnsw {
     }
 
     fn put_scratch(&self, s: Scratch) {
-        self.scratch.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+        self.scratch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(s);
     }
 
     /// Checks a batch and returns it prepared for the metric (normalised for cosine).
@@ -385,7 +400,10 @@ impl Hnsw {
         let prepared = self.prepare(vectors, "vector")?;
         let mut report = UpsertReport::default();
         if let Some(cap) = self.effective_capacity() {
-            let new = ids.iter().filter(|id| !self.slot_of.contains_key(id)).count();
+            let new = ids
+                .iter()
+                .filter(|id| !self.slot_of.contains_key(id))
+                .count();
             let over = (self.len() + new).saturating_sub(cap);
             if over > 0 {
                 let batch: HashSet<VectorId> = ids.iter().copied().collect();
@@ -395,7 +413,9 @@ impl Hnsw {
         let mut scratch = self.take_scratch();
         let mut codes = Vec::new();
         let dim = self.cfg.dim;
-        let skip = ids.len().saturating_sub(self.effective_capacity().unwrap_or(usize::MAX));
+        let skip = ids
+            .len()
+            .saturating_sub(self.effective_capacity().unwrap_or(usize::MAX));
         for (i, (&id, v)) in ids.iter().zip(prepared.chunks_exact(dim)).enumerate() {
             if i < skip {
                 // A batch larger than the capacity keeps its last vectors (the most recent).
@@ -579,14 +599,26 @@ impl Hnsw {
     }
 
     /// Adds the link `from → to` at `level`, re-pruning `from`'s list when it is full.
-    fn add_link(&mut self, from: u32, to: u32, level: usize, pairs: &mut Vec<u64>, buf: &mut Vec<f32>) {
+    fn add_link(
+        &mut self,
+        from: u32,
+        to: u32,
+        level: usize,
+        pairs: &mut Vec<u64>,
+        buf: &mut Vec<f32>,
+    ) {
         if self.graph.push_neighbour(from as usize, level, to) {
             return;
         }
         pairs.clear();
         self.store.decode(from as usize, buf);
         let q = self.store.query(buf);
-        for &n in self.graph.neighbours(from as usize, level).iter().chain([&to]) {
+        for &n in self
+            .graph
+            .neighbours(from as usize, level)
+            .iter()
+            .chain([&to])
+        {
             pairs.push(key(self.store.dist(&q, n as usize), n));
         }
         pairs.sort_unstable();
@@ -673,7 +705,9 @@ impl Hnsw {
                     }
                 }
                 scratch.sorted.sort_unstable();
-                scratch.sorted.truncate(if self.store.reranks() { ef } else { k });
+                scratch
+                    .sorted
+                    .truncate(if self.store.reranks() { ef } else { k });
                 true
             }
             Some(Filter::Allow(ids)) => {
@@ -706,7 +740,10 @@ impl Hnsw {
         if self.store.reranks() {
             for k in scratch.sorted.iter_mut() {
                 let slot = key_slot(*k);
-                let d = self.store.exact_dist(&qbuf, slot as usize).unwrap_or(f32::INFINITY);
+                let d = self
+                    .store
+                    .exact_dist(&qbuf, slot as usize)
+                    .unwrap_or(f32::INFINITY);
                 *k = key(d, slot);
             }
             scratch.sorted.sort_unstable();
@@ -732,7 +769,13 @@ impl Hnsw {
 
     /// Exact search over every live vector that passes `filter`, best `ef` into
     /// `scratch.sorted`.
-    fn scan(&self, q: &store::Query<'_>, ef: usize, filter: Option<Filter<'_>>, scratch: &mut Scratch) {
+    fn scan(
+        &self,
+        q: &store::Query<'_>,
+        ef: usize,
+        filter: Option<Filter<'_>>,
+        scratch: &mut Scratch,
+    ) {
         let allow: Option<HashSet<VectorId>> = match filter {
             Some(Filter::Allow(ids)) => Some(ids.iter().copied().collect()),
             _ => None,
@@ -759,7 +802,14 @@ impl Hnsw {
     }
 
     /// Descends to level 0 and walks it, leaving the sorted results in `scratch.sorted`.
-    fn walk(&self, q: &store::Query<'_>, entry: u32, ef: usize, scratch: &mut Scratch, accept: impl Fn(u32) -> bool) {
+    fn walk(
+        &self,
+        q: &store::Query<'_>,
+        entry: u32,
+        ef: usize,
+        scratch: &mut Scratch,
+        accept: impl Fn(u32) -> bool,
+    ) {
         let ep = self.descend(q, entry, self.max_level, 0);
         self.search_level(q, &[ep], ef, 0, scratch, accept);
         scratch.sort_results();
@@ -857,7 +907,8 @@ impl VectorIndex for Hnsw {
         params: &SearchParams,
         filter: Option<&Bitmap>,
     ) -> Result<Vec<Vec<Hit>>> {
-        let pred = |id: VectorId| filter.is_none_or(|f| usize::try_from(id).is_ok_and(|i| f.get(i)));
+        let pred =
+            |id: VectorId| filter.is_none_or(|f| usize::try_from(id).is_ok_and(|i| f.get(i)));
         let opts = SearchOptions {
             ef: params.ef,
             filter: filter.map(|_| Filter::Predicate(&pred)),

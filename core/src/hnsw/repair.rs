@@ -78,9 +78,11 @@ impl Hnsw {
                 self.store.decode(s as usize, &mut buf);
                 let q = self.store.query(&buf);
                 scratch.pairs.clear();
-                scratch
-                    .pairs
-                    .extend(around.iter().map(|&n| key(self.store.dist(&q, n as usize), n)));
+                scratch.pairs.extend(
+                    around
+                        .iter()
+                        .map(|&n| key(self.store.dist(&q, n as usize), n)),
+                );
                 scratch.pairs.sort_unstable();
                 let pairs = std::mem::take(&mut scratch.pairs);
                 self.select_neighbours(&pairs, max, &mut kept, &mut buf2);

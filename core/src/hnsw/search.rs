@@ -166,7 +166,10 @@ impl Hnsw {
     pub(super) fn pair_dist(&self, a: u32, b: u32, buf: &mut Vec<f32>) -> f32 {
         if let Some(row) = self.store.raw_row(a as usize) {
             if !self.store.reranks() {
-                return self.store.exact_dist(row, b as usize).unwrap_or(f32::INFINITY);
+                return self
+                    .store
+                    .exact_dist(row, b as usize)
+                    .unwrap_or(f32::INFINITY);
             }
         }
         self.store.decode(a as usize, buf);
@@ -206,7 +209,12 @@ mod tests {
     fn keys_order_like_distances() {
         let ds = [-3.5f32, -0.0, 0.0, 1e-30, 0.5, 2.0, 1e30];
         for w in ds.windows(2) {
-            assert!(key(w[0], 7) <= key(w[1], 3) || w[0] == w[1], "{} {}", w[0], w[1]);
+            assert!(
+                key(w[0], 7) <= key(w[1], 3) || w[0] == w[1],
+                "{} {}",
+                w[0],
+                w[1]
+            );
         }
         for &d in &ds {
             assert_eq!(key_dist(key(d, 9)).to_bits(), d.to_bits());

@@ -193,7 +193,6 @@ impl VectorStore {
             + self.codes.as_ref().map_or(0, |c| c.capacity())
             + self.params.capacity() * 4
     }
-
 }
 
 /// Quantises `v` into `codes`; returns `[min, step, |decoded|²]`.
@@ -226,15 +225,22 @@ mod tests {
     #[test]
     fn sq8_distances_track_exact_ones() {
         let dim = 48;
-        let a: Vec<f32> = (0..dim).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
-        let b: Vec<f32> = (0..dim).map(|i| ((i * 104_729) % 89) as f32 / 89.0 - 0.5).collect();
+        let a: Vec<f32> = (0..dim)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..dim)
+            .map(|i| ((i * 104_729) % 89) as f32 / 89.0 - 0.5)
+            .collect();
         for metric in [Metric::L2, Metric::InnerProduct] {
             let mut s = VectorStore::new(dim, metric, Quantization::Sq8, true);
             s.set(0, &b);
             let q = s.query(&a);
             let approx = s.dist(&q, 0);
             let exact = s.exact_dist(&a, 0).unwrap();
-            assert!((approx - exact).abs() < 0.02 * exact.abs().max(1.0), "{metric}: {approx} vs {exact}");
+            assert!(
+                (approx - exact).abs() < 0.02 * exact.abs().max(1.0),
+                "{metric}: {approx} vs {exact}"
+            );
             let mut scratch = Vec::new();
             assert!(s.holds(0, &b, &mut scratch));
             assert!(!s.holds(0, &a, &mut scratch));

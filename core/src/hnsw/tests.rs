@@ -23,12 +23,21 @@ fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
     (0..n)
         .flat_map(|i| {
             let c = (i * 7) % clusters;
-            (0..dim).map(|d| centres[c * dim + d] + gauss()).collect::<Vec<_>>()
+            (0..dim)
+                .map(|d| centres[c * dim + d] + gauss())
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
-fn truth(base: &[f32], ids: &[u64], queries: &[f32], dim: usize, metric: Metric, k: usize) -> Vec<Vec<u64>> {
+fn truth(
+    base: &[f32],
+    ids: &[u64],
+    queries: &[f32],
+    dim: usize,
+    metric: Metric,
+    k: usize,
+) -> Vec<Vec<u64>> {
     let mut b = base.to_vec();
     let mut q = queries.to_vec();
     metric.prepare(&mut b, dim);
@@ -46,7 +55,9 @@ fn build(cfg: HnswConfig, ids: &[u64], base: &[f32]) -> Hnsw {
 }
 
 fn recall(h: &Hnsw, queries: &[f32], truth: &[Vec<u64>], k: usize) -> f64 {
-    let res = h.search_batch(queries, k, &SearchOptions::default()).unwrap();
+    let res = h
+        .search_batch(queries, k, &SearchOptions::default())
+        .unwrap();
     recall_at_k(&res, truth, k)
 }
 
@@ -68,14 +79,26 @@ fn recall_is_high_for_every_metric() {
 #[test]
 fn scores_follow_the_metric_convention() {
     let mut h = Hnsw::new(HnswConfig::new(2, Metric::Cosine)).unwrap();
-    h.upsert(&[1, 2, 3], &[1.0, 0.0, 0.0, 3.0, 10.0, 10.0]).unwrap();
+    h.upsert(&[1, 2, 3], &[1.0, 0.0, 0.0, 3.0, 10.0, 10.0])
+        .unwrap();
     let hits = h.search(&[2.0, 2.1], 3, &SearchOptions::default()).unwrap();
     assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![3, 2, 1]);
     assert!((hits[0].score - 0.9997).abs() < 1e-3);
     let mut l2 = Hnsw::new(HnswConfig::new(2, Metric::L2)).unwrap();
     l2.upsert(&[10, 20], &[0.0, 0.0, 3.0, 4.0]).unwrap();
-    let hits = l2.search(&[0.0, 0.0], 2, &SearchOptions::default()).unwrap();
-    assert_eq!(hits, vec![Hit { id: 10, score: 0.0 }, Hit { id: 20, score: 25.0 }]);
+    let hits = l2
+        .search(&[0.0, 0.0], 2, &SearchOptions::default())
+        .unwrap();
+    assert_eq!(
+        hits,
+        vec![
+            Hit { id: 10, score: 0.0 },
+            Hit {
+                id: 20,
+                score: 25.0
+            }
+        ]
+    );
 }
 
 #[test]
@@ -88,7 +111,9 @@ fn deleting_half_in_random_order_keeps_recall() {
     let mut order = ids.clone();
     let mut s = 99u64;
     for i in (1..order.len()).rev() {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         order.swap(i, (s >> 33) as usize % (i + 1));
     }
     let gone: HashSet<u64> = order[..n / 2].iter().copied().collect();
@@ -97,10 +122,15 @@ fn deleting_half_in_random_order_keeps_recall() {
     }
     assert!(h.stats().consolidations > 0);
     let keep: Vec<usize> = (0..n).filter(|i| !gone.contains(&(*i as u64))).collect();
-    let kept_base: Vec<f32> = keep.iter().flat_map(|&i| base[i * dim..(i + 1) * dim].to_vec()).collect();
+    let kept_base: Vec<f32> = keep
+        .iter()
+        .flat_map(|&i| base[i * dim..(i + 1) * dim].to_vec())
+        .collect();
     let kept_ids: Vec<u64> = keep.iter().map(|&i| i as u64).collect();
     let t = truth(&kept_base, &kept_ids, queries, dim, Metric::L2, 10);
-    let res = h.search_batch(queries, 10, &SearchOptions::default()).unwrap();
+    let res = h
+        .search_batch(queries, 10, &SearchOptions::default())
+        .unwrap();
     for row in &res {
         assert_eq!(row.len(), 10);
         assert!(row.iter().all(|hit| !gone.contains(&hit.id)));
@@ -117,7 +147,9 @@ fn upsert_replaces_and_same_vector_is_a_no_op() {
     let r = h.upsert(&[1], &[9.0, 9.0, 9.0]).unwrap();
     assert_eq!((r.inserted, r.replaced, r.unchanged), (0, 1, 0));
     assert_eq!(h.get(1).unwrap(), vec![9.0, 9.0, 9.0]);
-    let hits = h.search(&[0.0, 0.0, 0.0], 2, &SearchOptions::default()).unwrap();
+    let hits = h
+        .search(&[0.0, 0.0, 0.0], 2, &SearchOptions::default())
+        .unwrap();
     assert_eq!(hits[0].id, 2);
     assert_eq!(hits.len(), 2);
     let r = h.upsert(&[2], &[5.0, 5.0, 5.0]).unwrap();
@@ -127,26 +159,67 @@ fn upsert_replaces_and_same_vector_is_a_no_op() {
 
 #[test]
 fn bad_input_is_a_typed_error() {
-    assert_eq!(Hnsw::new(HnswConfig::new(0, Metric::L2)).unwrap_err().code(), "invalid_parameter");
+    assert_eq!(
+        Hnsw::new(HnswConfig::new(0, Metric::L2))
+            .unwrap_err()
+            .code(),
+        "invalid_parameter"
+    );
     let mut cfg = HnswConfig::new(4, Metric::L2);
     cfg.m = 1;
     assert!(Hnsw::new(cfg).is_err());
     let mut h = Hnsw::new(HnswConfig::new(2, Metric::Cosine)).unwrap();
-    assert_eq!(h.upsert(&[1], &[1.0, 2.0, 3.0]).unwrap_err().code(), "ragged_batch");
-    assert_eq!(h.upsert(&[1, 2], &[1.0, 2.0]).unwrap_err().code(), "id_count_mismatch");
-    assert_eq!(h.upsert(&[1], &[f32::NAN, 2.0]).unwrap_err().code(), "non_finite_value");
-    assert_eq!(h.upsert(&[1], &[0.0, 0.0]).unwrap_err().code(), "zero_vector");
-    assert_eq!(h.upsert(&[1, 1], &[1.0, 2.0, 1.0, 2.0]).unwrap_err().code(), "duplicate_id");
+    assert_eq!(
+        h.upsert(&[1], &[1.0, 2.0, 3.0]).unwrap_err().code(),
+        "ragged_batch"
+    );
+    assert_eq!(
+        h.upsert(&[1, 2], &[1.0, 2.0]).unwrap_err().code(),
+        "id_count_mismatch"
+    );
+    assert_eq!(
+        h.upsert(&[1], &[f32::NAN, 2.0]).unwrap_err().code(),
+        "non_finite_value"
+    );
+    assert_eq!(
+        h.upsert(&[1], &[0.0, 0.0]).unwrap_err().code(),
+        "zero_vector"
+    );
+    assert_eq!(
+        h.upsert(&[1, 1], &[1.0, 2.0, 1.0, 2.0]).unwrap_err().code(),
+        "duplicate_id"
+    );
     assert!(h.is_empty(), "a refused batch changes nothing");
     h.upsert(&[1], &[1.0, 2.0]).unwrap();
     let o = SearchOptions::default();
-    assert_eq!(h.search(&[1.0], 1, &o).unwrap_err().code(), "dimension_mismatch");
-    assert_eq!(h.search(&[1.0, 2.0], 0, &o).unwrap_err().code(), "k_out_of_range");
-    assert_eq!(h.search(&[1.0, 2.0], MAX_K + 1, &o).unwrap_err().code(), "k_out_of_range");
-    assert_eq!(h.search(&[f32::INFINITY, 2.0], 1, &o).unwrap_err().code(), "non_finite_value");
-    assert_eq!(h.search(&[0.0, 0.0], 1, &o).unwrap_err().code(), "zero_vector");
-    let big = SearchOptions { ef: Some(MAX_EF + 1), filter: None };
-    assert_eq!(h.search(&[1.0, 2.0], 1, &big).unwrap_err().code(), "invalid_parameter");
+    assert_eq!(
+        h.search(&[1.0], 1, &o).unwrap_err().code(),
+        "dimension_mismatch"
+    );
+    assert_eq!(
+        h.search(&[1.0, 2.0], 0, &o).unwrap_err().code(),
+        "k_out_of_range"
+    );
+    assert_eq!(
+        h.search(&[1.0, 2.0], MAX_K + 1, &o).unwrap_err().code(),
+        "k_out_of_range"
+    );
+    assert_eq!(
+        h.search(&[f32::INFINITY, 2.0], 1, &o).unwrap_err().code(),
+        "non_finite_value"
+    );
+    assert_eq!(
+        h.search(&[0.0, 0.0], 1, &o).unwrap_err().code(),
+        "zero_vector"
+    );
+    let big = SearchOptions {
+        ef: Some(MAX_EF + 1),
+        filter: None,
+    };
+    assert_eq!(
+        h.search(&[1.0, 2.0], 1, &big).unwrap_err().code(),
+        "invalid_parameter"
+    );
     // k above the number held is fine: every vector comes back.
     assert_eq!(h.search(&[1.0, 2.0], 50, &o).unwrap().len(), 1);
 }
@@ -160,10 +233,16 @@ fn filters_return_only_allowed_ids_and_k_of_them() {
     let q = &base[5 * dim..6 * dim];
     // A small allow-list is scored exactly.
     let allow: Vec<u64> = (0..n as u64).filter(|i| i % 97 == 0).collect();
-    let opts = SearchOptions { ef: None, filter: Some(Filter::Allow(&allow)) };
+    let opts = SearchOptions {
+        ef: None,
+        filter: Some(Filter::Allow(&allow)),
+    };
     let hits = h.search(q, 10, &opts).unwrap();
     let t = truth(
-        &allow.iter().flat_map(|&i| base[i as usize * dim..(i as usize + 1) * dim].to_vec()).collect::<Vec<_>>(),
+        &allow
+            .iter()
+            .flat_map(|&i| base[i as usize * dim..(i as usize + 1) * dim].to_vec())
+            .collect::<Vec<_>>(),
         &allow,
         q,
         dim,
@@ -173,22 +252,34 @@ fn filters_return_only_allowed_ids_and_k_of_them() {
     assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), t[0]);
     // A large allow-list and a predicate walk the graph.
     let big: Vec<u64> = (0..n as u64).filter(|i| i % 2 == 1).collect();
-    let opts = SearchOptions { ef: None, filter: Some(Filter::Allow(&big)) };
+    let opts = SearchOptions {
+        ef: None,
+        filter: Some(Filter::Allow(&big)),
+    };
     let hits = h.search(q, 10, &opts).unwrap();
     assert_eq!(hits.len(), 10);
     assert!(hits.iter().all(|h| h.id % 2 == 1));
     let pred = |id: u64| id % 3 == 0;
-    let opts = SearchOptions { ef: None, filter: Some(Filter::Predicate(&pred)) };
+    let opts = SearchOptions {
+        ef: None,
+        filter: Some(Filter::Predicate(&pred)),
+    };
     let hits = h.search(q, 10, &opts).unwrap();
     assert_eq!(hits.len(), 10);
     assert!(hits.iter().all(|h| h.id % 3 == 0));
     // A predicate that keeps 4 ids still finds all 4.
     let rare = |id: u64| id >= n as u64 - 4;
-    let opts = SearchOptions { ef: None, filter: Some(Filter::Predicate(&rare)) };
+    let opts = SearchOptions {
+        ef: None,
+        filter: Some(Filter::Predicate(&rare)),
+    };
     assert_eq!(h.search(q, 10, &opts).unwrap().len(), 4);
     // Unknown ids in an allow-list are ignored.
     let unknown = [u64::MAX, 10 * n as u64];
-    let opts = SearchOptions { ef: None, filter: Some(Filter::Allow(&unknown)) };
+    let opts = SearchOptions {
+        ef: None,
+        filter: Some(Filter::Allow(&unknown)),
+    };
     assert!(h.search(q, 10, &opts).unwrap().is_empty());
 }
 
@@ -205,16 +296,26 @@ fn sq8_saves_memory_and_reranking_restores_recall() {
     let sq8 = build(cfg.clone(), &ids, base);
     cfg.rerank = true;
     let rerank = build(cfg, &ids, base);
-    let (r_sq8, r_rerank) = (recall(&sq8, queries, &t, 10), recall(&rerank, queries, &t, 10));
+    let (r_sq8, r_rerank) = (
+        recall(&sq8, queries, &t, 10),
+        recall(&rerank, queries, &t, 10),
+    );
     assert!(r_sq8 >= 0.9, "sq8 recall {r_sq8}");
-    assert!(r_rerank >= 0.95 && r_rerank >= r_sq8, "rerank recall {r_rerank} vs {r_sq8}");
+    assert!(
+        r_rerank >= 0.95 && r_rerank >= r_sq8,
+        "rerank recall {r_rerank} vs {r_sq8}"
+    );
     let (a, b) = (f32_index.store.memory_bytes(), sq8.store.memory_bytes());
     assert!(b * 3 < a, "sq8 vectors {b} bytes vs f32 {a}");
     // get decodes SQ8 to within one quantisation step.
     let v = sq8.get(7).unwrap();
     let mut want = base[7 * dim..8 * dim].to_vec();
     normalize(&mut want);
-    let max_err = v.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let max_err = v
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
     assert!(max_err < 0.01, "{max_err}");
 }
 
@@ -236,12 +337,20 @@ fn bytes_round_trip_without_rebuilding() {
             let back = Hnsw::from_bytes(&bytes).unwrap();
             let again = back.to_bytes();
             let diff = again.iter().zip(&bytes).position(|(a, b)| a != b);
-            assert!(again.len() == bytes.len() && diff.is_none(), "re-serialised bytes differ at {diff:?} ({} vs {} bytes)", again.len(), bytes.len());
+            assert!(
+                again.len() == bytes.len() && diff.is_none(),
+                "re-serialised bytes differ at {diff:?} ({} vs {} bytes)",
+                again.len(),
+                bytes.len()
+            );
             assert_eq!(back.len(), h.len());
             assert_eq!(back.config(), h.config());
             let qs = &base[..20 * dim];
             let o = SearchOptions::default();
-            assert_eq!(back.search_batch(qs, 10, &o).unwrap(), h.search_batch(qs, 10, &o).unwrap());
+            assert_eq!(
+                back.search_batch(qs, 10, &o).unwrap(),
+                h.search_batch(qs, 10, &o).unwrap()
+            );
             assert!(back.get(ids[0]).is_none() && back.get(ids[150]).is_some());
             // The loaded index keeps taking writes.
             let mut back = back;
@@ -265,11 +374,18 @@ fn corrupt_or_truncated_bytes_are_typed_errors() {
     for pos in (0..bytes.len()).step_by(13) {
         let mut b = bytes.clone();
         b[pos] ^= 0x5A;
-        assert_eq!(Hnsw::from_bytes(&b).unwrap_err().code(), "malformed", "{pos}");
+        assert_eq!(
+            Hnsw::from_bytes(&b).unwrap_err().code(),
+            "malformed",
+            "{pos}"
+        );
     }
     let mut b = bytes.clone();
     b[8] = 9;
-    assert!(Hnsw::from_bytes(&b).unwrap_err().to_string().contains("version 9"));
+    assert!(Hnsw::from_bytes(&b)
+        .unwrap_err()
+        .to_string()
+        .contains("version 9"));
 }
 
 /// Rewrites one little-endian u32 at `pos` and fixes the checksum, to reach the structural
@@ -291,9 +407,20 @@ fn structurally_wrong_bytes_with_a_valid_checksum_are_refused() {
     let bytes = h.to_bytes();
     let header = 16;
     // dim = 0, slots huge, entry out of range, live count wrong.
-    for (field, value) in [(0usize, 0u32), (8, u32::MAX), (11, 5000), (9, 7), (2, 1), (6, 9)] {
+    for (field, value) in [
+        (0usize, 0u32),
+        (8, u32::MAX),
+        (11, 5000),
+        (9, 7),
+        (2, 1),
+        (6, 9),
+    ] {
         let b = patch(&bytes, header + field * 4, value);
-        assert_eq!(Hnsw::from_bytes(&b).unwrap_err().code(), "malformed", "field {field}");
+        assert_eq!(
+            Hnsw::from_bytes(&b).unwrap_err().code(),
+            "malformed",
+            "field {field}"
+        );
     }
     // A level-0 link that points past the last slot: find slot 0's first link.
     let sections = header + 88;
@@ -318,7 +445,9 @@ fn capacity_evicts_the_least_recently_hit() {
     for id in 0..10 {
         assert!(h.get(id).is_some());
     }
-    let r = h.upsert(&[200, 201, 202], &base[100 * dim..103 * dim]).unwrap();
+    let r = h
+        .upsert(&[200, 201, 202], &base[100 * dim..103 * dim])
+        .unwrap();
     assert_eq!(r.evicted, vec![10, 11, 12]);
     assert_eq!(h.len(), 100);
     assert!(h.contains(0) && !h.contains(10) && h.contains(202));
@@ -341,26 +470,36 @@ fn a_byte_capacity_bounds_measured_memory() {
     let base = clustered(6000, dim, 10, 9);
     let ids: Vec<u64> = (0..6000).collect();
     for (c, chunk) in ids.chunks(500).enumerate() {
-        h.upsert(chunk, &base[c * 500 * dim..(c * 500 + chunk.len()) * dim]).unwrap();
+        h.upsert(chunk, &base[c * 500 * dim..(c * 500 + chunk.len()) * dim])
+            .unwrap();
     }
     let s = h.stats();
     assert!(s.vectors > 1000 && s.vectors < 6000, "{s:?}");
     let fixed = 64 * 1024; // search buffers and the id map's rounding
     assert!(s.memory_bytes <= 400_000 + fixed, "{s:?}");
-    assert!(h.search(&base[..dim], 10, &SearchOptions::default()).unwrap().len() == 10);
+    assert!(
+        h.search(&base[..dim], 10, &SearchOptions::default())
+            .unwrap()
+            .len()
+            == 10
+    );
 }
 
 #[test]
 fn stats_count_hits_and_misses() {
     let mut h = Hnsw::new(HnswConfig::new(2, Metric::L2)).unwrap();
-    h.upsert(&[1, 2, 3], &[0.0, 1.0, 1.0, 0.0, 1.0, 1.0]).unwrap();
+    h.upsert(&[1, 2, 3], &[0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+        .unwrap();
     h.search(&[0.0, 0.0], 2, &SearchOptions::default()).unwrap();
     h.search(&[0.0, 0.0], 5, &SearchOptions::default()).unwrap();
     h.get(1);
     h.get(9);
     h.delete(&[2]);
     let s = h.stats();
-    assert_eq!((s.searches, s.short_searches, s.hits, s.misses), (2, 0, 3, 1));
+    assert_eq!(
+        (s.searches, s.short_searches, s.hits, s.misses),
+        (2, 0, 3, 1)
+    );
     assert_eq!((s.vectors, s.inserts, s.deletes, s.dim), (2, 3, 1, 2));
     assert!(s.memory_bytes > 0);
 }
@@ -372,9 +511,17 @@ fn deleting_everything_then_inserting_again_works() {
     let mut h = build(HnswConfig::new(8, Metric::L2), &ids, &base);
     assert_eq!(h.delete(&ids), 500);
     assert!(h.is_empty());
-    assert!(h.search(&base[..8], 5, &SearchOptions::default()).unwrap().is_empty());
+    assert!(h
+        .search(&base[..8], 5, &SearchOptions::default())
+        .unwrap()
+        .is_empty());
     h.upsert(&ids[..50], &base[..400]).unwrap();
-    assert_eq!(h.search(&base[..8], 5, &SearchOptions::default()).unwrap().len(), 5);
+    assert_eq!(
+        h.search(&base[..8], 5, &SearchOptions::default())
+            .unwrap()
+            .len(),
+        5
+    );
 }
 
 #[derive(Debug, Clone)]

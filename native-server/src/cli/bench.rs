@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Engine(super::bench_engine::BenchEngineArgs),
     /// Batch search throughput over HTTP vs in-process on the same collection.
     Http(super::bench_http::BenchHttpArgs),
+    /// The browser cache's HNSW natively beside FAISS's HNSW on the same real vectors.
+    Cache(super::bench_cache::BenchCacheArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -47,6 +49,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Embed(a) => embed(a),
         BenchCommand::Engine(a) => super::bench_engine::run(a),
         BenchCommand::Http(a) => super::bench_http::run(a),
+        BenchCommand::Cache(a) => super::bench_cache::run(a),
     }
 }
 

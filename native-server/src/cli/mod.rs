@@ -1,6 +1,7 @@
 //! The `proxima` command line: one module per subcommand.
 
 mod bench;
+mod bench_cache;
 mod bench_engine;
 mod bench_http;
 pub mod client;
