@@ -538,9 +538,10 @@ impl Hnsw {
         slot
     }
 
-    /// Reserves room for more slots: doubling, but never past what a byte capacity allows.
+    /// Reserves room for more slots: half as many again (a quarter of the memory is slack on
+    /// average, where doubling leaves half), never past what a byte capacity allows.
     fn grow(&mut self, slots: usize) {
-        let mut target = (slots * 2).max(64);
+        let mut target = (slots + slots / 2).max(64);
         if let Some(b) = self.cfg.capacity_bytes {
             let max = (b / self.cfg.bytes_per_vector() as u64) as usize;
             target = target.min(max.max(slots + 1));

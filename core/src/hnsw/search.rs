@@ -162,21 +162,6 @@ impl Hnsw {
         }
     }
 
-    /// The distance between two stored vectors (decoding `a` when only codes are held).
-    pub(super) fn pair_dist(&self, a: u32, b: u32, buf: &mut Vec<f32>) -> f32 {
-        if let Some(row) = self.store.raw_row(a as usize) {
-            if !self.store.reranks() {
-                return self
-                    .store
-                    .exact_dist(row, b as usize)
-                    .unwrap_or(f32::INFINITY);
-            }
-        }
-        self.store.decode(a as usize, buf);
-        let q = self.store.query(buf);
-        self.store.dist(&q, b as usize)
-    }
-
     /// HNSW's neighbour heuristic: from `candidates` (keys relative to the node being linked,
     /// sorted best first) keep a candidate only when it is closer to the node than to every
     /// candidate already kept, up to `max`. Keeps links pointing in diverse directions.
@@ -193,7 +178,25 @@ impl Hnsw {
                 break;
             }
             let (slot, d) = (key_slot(c), key_dist(c));
-            let diverse = out.iter().all(|&kept| self.pair_dist(slot, kept, buf) >= d);
+            if out.is_empty() {
+                out.push(slot);
+                continue;
+            }
+            // The candidate's vector is read (or decoded) once, then scored against each kept.
+            let diverse = match self.store.raw_row(slot as usize) {
+                Some(row) if !self.store.reranks() => out.iter().all(|&kept| {
+                    self.store
+                        .exact_dist(row, kept as usize)
+                        .unwrap_or(f32::INFINITY)
+                        >= d
+                }),
+                _ => {
+                    self.store.decode(slot as usize, buf);
+                    let q = self.store.query(buf);
+                    out.iter()
+                        .all(|&kept| self.store.dist(&q, kept as usize) >= d)
+                }
+            };
             if diverse {
                 out.push(slot);
             }

@@ -164,8 +164,10 @@ pub fn run(a: BenchCacheArgs) -> anyhow::Result<()> {
             },
         )?;
         let start = Instant::now();
-        for (ids, rows) in ids.chunks(1000).zip(base.chunks(1000 * dim)) {
-            faiss.add(ids, rows)?;
+        // FAISS labels rows by position: add 0..n and map hits back to the dataset's ids.
+        let rows_ids: Vec<u64> = (0..n as u64).collect();
+        for (r, rows) in rows_ids.chunks(1000).zip(base.chunks(1000 * dim)) {
+            faiss.add(r, rows)?;
         }
         let build = start.elapsed();
         let params = SearchParams {
@@ -173,7 +175,9 @@ pub fn run(a: BenchCacheArgs) -> anyhow::Result<()> {
             ..SearchParams::new(a.k)
         };
         let (hits, latencies) = time_queries(&queries, dim, |q| {
-            Ok(faiss.search(q, &params, None)?.pop().unwrap_or_default())
+            let mut hits = faiss.search(q, &params, None)?.pop().unwrap_or_default();
+            hits.iter_mut().for_each(|h| h.id = ids[h.id as usize]);
+            Ok(hits)
         })?;
         rows.push(Row {
             system: "FAISS HNSW (IndexHNSWFlat)",
