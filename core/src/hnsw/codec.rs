@@ -349,14 +349,16 @@ impl Hnsw {
                 r.remaining()
             )));
         }
-        let graph = Graph {
+        let mut graph = Graph {
             m,
             m0,
             levels,
             level0,
             upper,
+            in0: Vec::new(),
         };
         check_graph(&graph, &tomb, entry, max_level, live + tombstones)?;
+        graph.count_in_links();
         check_vectors_finite(&store)?;
         let mut slot_of = IdMap::default();
         slot_of.reserve(live);

@@ -16,6 +16,9 @@ pub(super) struct Graph {
     pub level0: Vec<u32>,
     /// Links of levels `1..=level` for slots above level 0.
     pub upper: Vec<Option<Box<[u32]>>>,
+    /// Level-0 in-links of each slot (kept as links change; recomputed on load): pruning
+    /// never drops a node's last in-link, so every node stays reachable.
+    pub in0: Vec<u32>,
 }
 
 impl Graph {
@@ -26,7 +29,30 @@ impl Graph {
             levels: Vec::new(),
             level0: Vec::new(),
             upper: Vec::new(),
+            in0: Vec::new(),
         }
+    }
+
+    /// Recomputes [`Graph::in0`] from the level-0 links.
+    pub fn count_in_links(&mut self) {
+        self.in0 = vec![0; self.levels.len()];
+        for s in 0..self.levels.len() {
+            let start = s * (self.m0 + 1);
+            let n = self.level0[start] as usize;
+            for &t in &self.level0[start + 1..start + 1 + n] {
+                self.in0[t as usize] += 1;
+            }
+        }
+    }
+
+    fn drop_out_links0(&mut self, slot: usize) {
+        let start = slot * (self.m0 + 1);
+        let n = self.level0[start] as usize;
+        for i in 0..n {
+            let t = self.level0[start + 1 + i] as usize;
+            self.in0[t] -= 1;
+        }
+        self.level0[start] = 0;
     }
 
     pub fn slots(&self) -> usize {
@@ -37,6 +63,7 @@ impl Graph {
         let extra = slots.saturating_sub(self.levels.len());
         self.levels.reserve_exact(extra);
         self.upper.reserve_exact(extra);
+        self.in0.reserve_exact(extra);
         self.level0
             .reserve_exact((slots * (self.m0 + 1)).saturating_sub(self.level0.len()));
     }
@@ -58,17 +85,18 @@ impl Graph {
         if slot == self.levels.len() {
             self.levels.push(0);
             self.upper.push(None);
+            self.in0.push(0);
             self.level0.resize((slot + 1) * stride0, 0);
         }
         self.levels[slot] = level as u8;
-        self.level0[slot * stride0] = 0;
+        self.drop_out_links0(slot);
         self.upper[slot] = (level > 0).then(|| vec![0u32; level * (self.m + 1)].into_boxed_slice());
     }
 
     /// Marks `slot` free and drops its links.
     pub fn free_slot(&mut self, slot: usize) {
         self.levels[slot] = FREE;
-        self.level0[slot * (self.m0 + 1)] = 0;
+        self.drop_out_links0(slot);
         self.upper[slot] = None;
     }
 
@@ -112,6 +140,12 @@ impl Graph {
     /// Replaces the links of `slot` at `level` (at most [`max_degree`](Self::max_degree)).
     pub fn set_neighbours(&mut self, slot: usize, level: usize, links: &[u32]) {
         debug_assert!(links.len() <= self.max_degree(level));
+        if level == 0 {
+            self.drop_out_links0(slot);
+            for &t in links {
+                self.in0[t as usize] += 1;
+            }
+        }
         let list = self.list_mut(slot, level);
         list[0] = links.len() as u32;
         list[1..1 + links.len()].copy_from_slice(links);
@@ -127,12 +161,15 @@ impl Graph {
         }
         list[1 + n] = link;
         list[0] += 1;
+        if level == 0 {
+            self.in0[link as usize] += 1;
+        }
         true
     }
 
     pub fn memory_bytes(&self) -> usize {
         self.levels.capacity()
-            + self.level0.capacity() * 4
+            + (self.level0.capacity() + self.in0.capacity()) * 4
             + self.upper.capacity() * std::mem::size_of::<Option<Box<[u32]>>>()
             + self
                 .upper
@@ -144,7 +181,7 @@ impl Graph {
 
     /// Average bytes of links one more node costs.
     pub fn bytes_per_node(&self) -> usize {
-        1 + (self.m0 + 1) * 4
+        1 + (self.m0 + 2) * 4
             + std::mem::size_of::<Option<Box<[u32]>>>()
             + (self.m + 1) * 4 / self.m.saturating_sub(1).max(1)
     }

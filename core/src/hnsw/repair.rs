@@ -106,5 +106,38 @@ impl Hnsw {
             self.entry = best;
             self.max_level = best.map_or(0, |s| self.graph.levels[s as usize] as usize);
         }
+        self.adopt_orphans(scratch);
+    }
+
+    /// Gives every live node that lost all its level-0 in-links (they all came from deleted
+    /// nodes whose repaired neighbours pruned it) an in-link again: the nearest live nodes
+    /// found by a walk link to it (their pruning keeps it, as every node's last in-link is
+    /// kept). A node nothing links to is unreachable: only the exact fallback would return it.
+    fn adopt_orphans(&mut self, scratch: &mut Scratch) {
+        let Some(entry) = self.entry else { return };
+        let orphans: Vec<u32> = (0..self.graph.slots() as u32)
+            .filter(|&s| s != entry && self.is_live(s) && self.graph.in0[s as usize] == 0)
+            .collect();
+        let mut v = Vec::new();
+        let mut pairs = std::mem::take(&mut scratch.pairs);
+        let mut kept = std::mem::take(&mut scratch.kept);
+        let mut links = std::mem::take(&mut scratch.links);
+        let mut buf = Vec::new();
+        for orphan in orphans {
+            self.store.decode(orphan as usize, &mut v);
+            let q = self.store.query(&v);
+            let ep = self.descend(&q, entry, self.max_level, 0);
+            self.search_level(&q, &[ep], self.cfg.ef_construction, 0, scratch, |s| {
+                s != orphan && self.is_live(s)
+            });
+            scratch.sort_results();
+            self.select_neighbours(&scratch.sorted, self.cfg.m, &mut links, &mut buf);
+            for &n in &links {
+                self.add_link(n, orphan, 0, &mut pairs, &mut buf, &mut kept);
+            }
+        }
+        scratch.pairs = pairs;
+        scratch.kept = kept;
+        scratch.links = links;
     }
 }

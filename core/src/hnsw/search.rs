@@ -52,6 +52,7 @@ pub(super) struct Scratch {
     pub vector: Vec<f32>,
     pub pairs: Vec<u64>,
     pub links: Vec<u32>,
+    pub kept: Vec<u32>,
 }
 
 impl Scratch {
@@ -85,7 +86,7 @@ impl Scratch {
             + (self.candidates.capacity() + self.results.capacity() + self.sorted.capacity()) * 8
             + self.vector.capacity() * 4
             + self.pairs.capacity() * 8
-            + self.links.capacity() * 4
+            + (self.links.capacity() + self.kept.capacity()) * 4
     }
 
     /// Results sorted best first into [`Scratch::sorted`].
