@@ -655,3 +655,24 @@ fn the_first_hit_is_nearly_always_exact() {
         "{exact} of {searches} searches exact ({rate:.4})"
     );
 }
+
+/// The byte format is a contract with every cache the server has shipped a snapshot to: a
+/// change to it must bump `FORMAT_VERSION` (and this test's expectation).
+#[test]
+fn the_byte_format_is_stable() {
+    let mut cfg = HnswConfig::new(3, Metric::L2);
+    cfg.m = 2;
+    cfg.seed = 7;
+    let mut h = Hnsw::new(cfg).unwrap();
+    let rows = [
+        0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0,
+    ];
+    h.upsert(&[10, 20, 30, 40, 1 << 60], &rows).unwrap();
+    h.delete(&[30]);
+    let bytes = h.to_bytes();
+    assert_eq!(&bytes[..12], b"PRXHNSW\0\x01\0\0\0");
+    assert_eq!(
+        (bytes.len(), crate::crc32::hash(&bytes)),
+        (460, 0x2144_DF1C)
+    );
+}
