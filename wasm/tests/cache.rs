@@ -307,3 +307,27 @@ fn capacity_evicts_least_recently_hit() {
 fn hit_ids_plain(a: &Array) -> Vec<f64> {
     a.iter().map(|v| v.as_f64().unwrap()).collect()
 }
+
+/// The same index built here and natively serialises to the same bytes (the native golden
+/// test in `proxima_core::hnsw` pins the length and CRC): a server-built snapshot loads here.
+#[wasm_bindgen_test]
+fn bytes_match_the_native_build() {
+    let opts = obj(&[
+        ("dim", 3.into()),
+        ("metric", "l2".into()),
+        ("m", 2.into()),
+        ("seed", 7.into()),
+    ]);
+    let mut c = VectorCache::new(opts).unwrap();
+    let ids = nums(&[10.0, 20.0, 30.0, 40.0]);
+    let big = Array::from(&ids);
+    big.push(&JsValue::from(BigInt::from(1u64 << 60)));
+    let rows = [
+        0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0,
+    ];
+    c.upsert(big.into(), &rows).unwrap();
+    c.delete(nums(&[30.0])).unwrap();
+    let bytes = c.to_bytes();
+    assert_eq!(bytes.len(), 460);
+    assert_eq!(proxima_core::crc32::hash(&bytes), 0x2144_DF1C);
+}

@@ -119,11 +119,17 @@ impl Hnsw {
 
     /// Evicts `n` live vectors, least recently hit first, sparing `keep`.
     fn evict(&mut self, n: usize, keep: &HashSet<VectorId>) -> Vec<VectorId> {
-        let mut order: Vec<(u32, u32)> = self
+        // Keys order by age (the clock may wrap), oldest first, then by slot: one u64 per
+        // candidate, sorted like every other key of this module.
+        let now = self.clock.load(Relaxed);
+        let mut order: Vec<u64> = self
             .slot_of
             .iter()
             .filter(|(id, _)| !keep.contains(id))
-            .map(|(_, &slot)| (self.last_used[slot as usize].load(Relaxed), slot))
+            .map(|(_, &slot)| {
+                let age = now.wrapping_sub(self.last_used[slot as usize].load(Relaxed));
+                (u64::from(u32::MAX - age) << 32) | u64::from(slot)
+            })
             .collect();
         let n = n.min(order.len());
         if n == 0 {
@@ -132,13 +138,14 @@ impl Hnsw {
         if n < order.len() {
             order.select_nth_unstable(n - 1);
         }
-        let now = self.clock.load(Relaxed);
-        // Stamps are compared by age, so the clock may wrap.
         let victims = &mut order[..n];
-        victims.sort_unstable_by_key(|&(t, _)| std::cmp::Reverse(now.wrapping_sub(t)));
-        let evicted: Vec<VectorId> = victims.iter().map(|&(_, s)| self.ids[s as usize]).collect();
-        for &(_, slot) in victims.iter() {
-            self.tombstone(slot);
+        victims.sort_unstable();
+        let evicted: Vec<VectorId> = victims
+            .iter()
+            .map(|&k| self.ids[key_slot(k) as usize])
+            .collect();
+        for &k in victims.iter() {
+            self.tombstone(key_slot(k));
         }
         evicted
     }
@@ -212,7 +219,7 @@ impl Hnsw {
         let mut links = std::mem::take(&mut scratch.links);
         let mut buf = std::mem::take(&mut scratch.vector);
         for lc in (0..=level.min(top)).rev() {
-            self.search_level(&q, &[ep], self.cfg.ef_construction, lc, scratch, |s| {
+            self.search_level(&q, &[ep], self.cfg.ef_construction, lc, scratch, &|s| {
                 s != slot && self.is_live(s)
             });
             scratch.sort_results();

@@ -4,8 +4,9 @@
 //! versioned, CRC-checked byte format that native and wasm32 builds share ([`Hnsw::to_bytes`]).
 //!
 //! Written here rather than taken from `hnsw_rs` (the crate the design first named): its
-//! current release (0.3) does not compile for wasm32 (it needs mmap-rs and cpu-time) and has
-//! no delete; `hnsw` and `instant-distance` compile for wasm32 but cannot delete or evict.
+//! current release (0.3.5) does not compile for wasm32 (mmap-rs has no wasm32 platform, and
+//! getrandom needs a feature it does not set) and has no delete; `hnsw` and `instant-distance`
+//! compile for wasm32 but cannot delete or evict.
 //!
 //! Deletes are tombstones: searches walk through them but never return them. Once tombstones
 //! reach a fifth of the used slots the graph is consolidated ([`Hnsw::consolidate`]): every

@@ -101,17 +101,17 @@ impl Hnsw {
                         allowed[slot as usize] = true;
                     }
                 }
-                self.walk(&q, entry, ef, scratch, |s| allowed[s as usize]);
+                self.walk(&q, entry, ef, scratch, &|s| allowed[s as usize]);
                 false
             }
             Some(Filter::Predicate(pred)) => {
-                self.walk(&q, entry, ef, scratch, |s| {
+                self.walk(&q, entry, ef, scratch, &|s| {
                     self.is_live(s) && pred(self.ids[s as usize])
                 });
                 false
             }
             None => {
-                self.walk(&q, entry, ef, scratch, |s| self.is_live(s));
+                self.walk(&q, entry, ef, scratch, &|s| self.is_live(s));
                 false
             }
         };
@@ -192,7 +192,7 @@ impl Hnsw {
         entry: u32,
         ef: usize,
         scratch: &mut Scratch,
-        accept: impl Fn(u32) -> bool,
+        accept: &dyn Fn(u32) -> bool,
     ) {
         let ep = self.descend(q, entry, self.max_level, 0);
         self.search_level(q, &[ep], ef, 0, scratch, accept);

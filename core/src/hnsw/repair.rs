@@ -40,7 +40,9 @@ impl Hnsw {
             return;
         }
         let slots = self.graph.slots();
-        let mut around: Vec<u32> = Vec::new();
+        // Candidate slots as u64 (sorted with the module's one sort instantiation).
+        let mut around: Vec<u64> = Vec::new();
+        let mut around32: Vec<u32> = Vec::new();
         let mut kept: Vec<u32> = Vec::new();
         let mut buf = std::mem::take(&mut scratch.vector);
         let mut buf2 = Vec::new();
@@ -57,22 +59,26 @@ impl Hnsw {
                 around.clear();
                 for &n in links {
                     if self.is_live(n) {
-                        around.push(n);
+                        around.push(u64::from(n));
                     } else {
                         around.extend(
                             self.graph
                                 .neighbours(n as usize, level)
                                 .iter()
                                 .copied()
-                                .filter(|&nn| nn != s && self.is_live(nn)),
+                                .filter(|&nn| nn != s && self.is_live(nn))
+                                .map(u64::from),
                         );
                     }
                 }
                 around.sort_unstable();
                 around.dedup();
+                around32.clear();
+                around32.extend(around.iter().map(|&n| n as u32));
+                let around = &around32;
                 let max = self.graph.max_degree(level);
                 if around.len() <= max {
-                    self.graph.set_neighbours(s as usize, level, &around);
+                    self.graph.set_neighbours(s as usize, level, around);
                     continue;
                 }
                 self.store.decode(s as usize, &mut buf);
@@ -127,7 +133,7 @@ impl Hnsw {
             self.store.decode(orphan as usize, &mut v);
             let q = self.store.query(&v);
             let ep = self.descend(&q, entry, self.max_level, 0);
-            self.search_level(&q, &[ep], self.cfg.ef_construction, 0, scratch, |s| {
+            self.search_level(&q, &[ep], self.cfg.ef_construction, 0, scratch, &|s| {
                 s != orphan && self.is_live(s)
             });
             scratch.sort_results();

@@ -120,7 +120,8 @@ impl Hnsw {
         best
     }
 
-    /// Beam search of one level from `entries`, keeping the best `ef` nodes that `accept`
+    /// Beam search of one level from `entries`. `accept` is dynamic: one copy of this loop
+    /// serves every filter (a call per visited node costs nothing beside its distance)., keeping the best `ef` nodes that `accept`
     /// takes in `scratch.results`. Rejected nodes (tombstones, filtered ids) are walked
     /// through but never kept.
     pub(super) fn search_level(
@@ -130,7 +131,7 @@ impl Hnsw {
         ef: usize,
         level: usize,
         scratch: &mut Scratch,
-        accept: impl Fn(u32) -> bool,
+        accept: &dyn Fn(u32) -> bool,
     ) {
         scratch.begin(self.graph.slots());
         for &e in entries {
