@@ -64,10 +64,22 @@ if [[ ",$runtimes," == *,chromium,* ]] && { [ ! -x /usr/bin/chromium ] || [ ! -x
 fi
 
 # --- our packages ----------------------------------------------------------------------------------
+# What the packages were built from: HEAD and any uncommitted change to what goes into the module,
+# read before and after the build (others may commit meanwhile), and the module's own hash.
+src_state() {
+  local head dirty
+  head="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+  dirty="$(git status --porcelain --untracked-files=all -- core wasm/src wasm/Cargo.toml Cargo.toml Cargo.lock 2>/dev/null |
+    awk '{print $NF}' | tr '\n' ' ' | sed 's/ $//')"
+  echo "commit $head${dirty:+ plus uncommitted changes to $dirty}"
+}
 if [ $build = 1 ]; then
   if [ -f scripts/build-wasm.sh ]; then
+    before="$(src_state)"
     step "bash scripts/build-wasm.sh"
     bash scripts/build-wasm.sh >&2
+    after="$(src_state)"
+    if [ "$before" = "$after" ]; then build_info="$after"; else build_info="built while the tree changed: from $before to $after"; fi
   else
     echo "bench-cache: scripts/build-wasm.sh is missing" >&2
     exit 1
@@ -76,6 +88,10 @@ fi
 for f in node web; do
   [ -f "target/wasm-pkg/$f/package.json" ] || { echo "bench-cache: target/wasm-pkg/$f is not built (bash scripts/build-wasm.sh)" >&2; exit 1; }
 done
+if [ $build = 0 ]; then
+  build_info="packages not rebuilt by this run (--no-build): built $(date -u -r target/wasm-pkg/web/proxima_wasm_bg.wasm +%FT%TZ); HEAD now $(src_state | sed 's/^commit //')"
+fi
+build_info="$build_info; module sha256 $(sha256sum target/wasm-pkg/web/proxima_wasm_bg.wasm | cut -c1-12) (web), $(sha256sum target/wasm-pkg/node/proxima_wasm_bg.wasm | cut -c1-12) (node)"
 
 # --- install: ours from npm pack tarballs (as a user gets them), peers from the registry ----------
 step "npm install into $scratch (packed @proxima packages, edgevec@0.9, voy-search@0.6, hnswlib-wasm@0.8)"
@@ -152,7 +168,7 @@ step "benchmark: $systems x ${data_args[*]} x $runtimes"
 data_list="$(IFS=,; echo "${data_args[*]}")"
 node wasm/bench/main.mjs --nm "$scratch/node_modules" --out "$out" --data "$data_list" \
   --runtimes "$runtimes" --systems "$systems" --install "$scratch/install.json" \
-  --profile "$profile" --job-timeout "$job_timeout" --command "$cmdline"
+  --profile "$profile" --build-info "$build_info" --job-timeout "$job_timeout" --command "$cmdline"
 
 # --- native: the core HNSW against FAISS HNSW, when the binary has the subcommand ---------------
 if [[ ",$datasets," == *,debian,* ]] && ./target/release/proxima bench cache --help >/dev/null 2>&1; then
@@ -160,7 +176,8 @@ if [[ ",$datasets," == *,debian,* ]] && ./target/release/proxima bench cache --h
   step "proxima bench cache --dataset $data_home/debian-packages-$largest --sizes $sizes (native, in-process)"
   if ./target/release/proxima bench cache --dataset "$data_home/debian-packages-$largest" --sizes "$sizes" > "$out/native.md"; then
     cat "$out/native.md"
-    { printf '\n## Native: proxima bench cache (core HNSW beside FAISS HNSW)\n\n'; cat "$out/native.md"; } >> "$out/results.md"
+    { printf '\n## Native: proxima bench cache (core HNSW beside FAISS HNSW)\n\n'
+      sed -E 's/^([^|[:space:]].*)$/- \1/' "$out/native.md"; } >> "$out/results.md"
   else
     echo "bench-cache: proxima bench cache failed (exit $?); the wasm results above stand" >&2
   fi

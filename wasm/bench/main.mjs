@@ -120,13 +120,11 @@ for (const r of results) r.bundle = bundle(r.system, r.runtime);
 
 // ---- header facts
 const cpuModel = (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) || [])[1] || 'unknown';
-const commit = sh('git', ['-C', repo, 'rev-parse', '--short=12', 'HEAD']) || 'unknown';
-const dirty = sh('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no', '--', 'core', 'wasm/src', 'wasm/Cargo.toml', 'Cargo.toml', 'Cargo.lock']);
 const chromiumVersion = results.find((r) => r.browserVersion)?.browserVersion || sh('/usr/bin/chromium', ['--version']);
 const memTotal = (fs.readFileSync('/proc/meminfo', 'utf8').match(/MemTotal:\s*(\d+)/) || [])[1];
 const header = {
   command: opt.command || process.argv.join(' '),
-  commit: commit + (dirty ? ' (with uncommitted changes to the wasm crate or core)' : ''),
+  build: opt['build-info'] || `HEAD ${sh('git', ['-C', repo, 'rev-parse', '--short=12', 'HEAD']) || 'unknown'} at the end of the run (packages' source not recorded)`,
   profile: opt.profile || 'unknown',
   nproc: os.cpus().length,
   cpu: cpuModel,
@@ -202,7 +200,7 @@ const insertHows = systems.map((s) => `  - ${SYSTEMS[s].name}: ${SYSTEMS[s].inse
 const md = `# Browser cache benchmark
 
 - command: \`${header.command}\`
-- build: commit ${header.commit}, wasm crate built with cargo profile \`${header.profile}\` (scripts/build-wasm.sh), packages installed from \`npm pack\` tarballs
+- build: ${header.build}; wasm crate built with cargo profile \`${header.profile}\` (scripts/build-wasm.sh), packages installed from \`npm pack\` tarballs
 - machine: ${header.nproc} CPUs (nproc), ${header.cpu}, ${header.memGiB} GiB RAM; Node ${header.node}; Chromium ${header.chromium} headless (${CHROMIUM_FLAGS.join(' ')} --user-data-dir=<tmp>), driven by chromedriver
 - date: ${header.started} to ${header.finished}; load average (1 min) ${loadBefore[0].toFixed(2)} before, ${loadAfter[0].toFixed(2)} after
 - peers (npm, as installed): ${systems.filter((s) => s !== 'ours').map((s) => `${SYSTEMS[s].name} ${header.versions[s] || '(not installed)'}`).join(', ')}
