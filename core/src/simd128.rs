@@ -122,3 +122,38 @@ pub fn dot_u8(q: &[f32], codes: &[u8]) -> f32 {
     }
     sum
 }
+
+/// Four inner products (`L2 = false`) or squared L2 distances of `q` with four rows: each
+/// step loads four floats of the query once for the four rows.
+#[inline]
+pub fn batch4<const L2: bool>(q: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+    let n = rows.iter().fold(q.len(), |n, r| n.min(r.len()));
+    let mut acc = [f32x4_splat(0.0); 8];
+    let term = |a: v128, b: v128| {
+        if L2 {
+            let d = f32x4_sub(a, b);
+            f32x4_mul(d, d)
+        } else {
+            f32x4_mul(a, b)
+        }
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        let (q0, q1) = (load_f32(q, i), load_f32(q, i + 4));
+        for (j, row) in rows.iter().enumerate() {
+            acc[2 * j] = f32x4_add(acc[2 * j], term(q0, load_f32(row, i)));
+            acc[2 * j + 1] = f32x4_add(acc[2 * j + 1], term(q1, load_f32(row, i + 4)));
+        }
+        i += 8;
+    }
+    let mut out = [0.0f32; 4];
+    for (j, row) in rows.iter().enumerate() {
+        let mut sum = hsum(f32x4_add(acc[2 * j], acc[2 * j + 1]));
+        for k in i..n {
+            let (a, b) = (q[k], row[k]);
+            sum += if L2 { (a - b) * (a - b) } else { a * b };
+        }
+        out[j] = sum;
+    }
+    out
+}

@@ -257,12 +257,14 @@ impl Hnsw {
         pairs.clear();
         self.store.decode(from as usize, buf);
         let q = self.store.query(buf);
-        for &n in self
-            .graph
-            .neighbours(from as usize, level)
-            .iter()
-            .chain([&to])
-        {
+        let links = self.graph.neighbours(from as usize, level);
+        let mut quads = links.chunks_exact(4);
+        for quad in &mut quads {
+            let slots = [quad[0], quad[1], quad[2], quad[3]];
+            let d = self.store.dist4(&q, slots);
+            pairs.extend(slots.iter().zip(&d).map(|(&n, &d)| key(d, n)));
+        }
+        for &n in quads.remainder().iter().chain([&to]) {
             pairs.push(key(self.store.dist(&q, n as usize), n));
         }
         pairs.sort_unstable();

@@ -89,6 +89,21 @@ impl Scratch {
             + (self.links.capacity() + self.kept.capacity()) * 4
     }
 
+    /// Offers a scored node to the walk: a candidate when it may improve the results, and a
+    /// result too when `accepted`.
+    #[inline]
+    fn consider(&mut self, k: u64, ef: usize, accepted: bool) {
+        if self.results.len() < ef || self.results.peek().is_some_and(|&w| k < w) {
+            self.candidates.push(Reverse(k));
+            if accepted {
+                self.results.push(k);
+                if self.results.len() > ef {
+                    self.results.pop();
+                }
+            }
+        }
+    }
+
     /// Results sorted best first into [`Scratch::sorted`].
     pub fn sort_results(&mut self) {
         self.sorted.clear();
@@ -120,10 +135,11 @@ impl Hnsw {
         best
     }
 
-    /// Beam search of one level from `entries`. `accept` is dynamic: one copy of this loop
-    /// serves every filter (a call per visited node costs nothing beside its distance)., keeping the best `ef` nodes that `accept`
+    /// Beam search of one level from `entries`, keeping the best `ef` nodes that `accept`
     /// takes in `scratch.results`. Rejected nodes (tombstones, filtered ids) are walked
-    /// through but never kept.
+    /// through but never kept. `accept` is dynamic: one copy of this loop serves every filter
+    /// (a call per visited node costs nothing beside its distance). A node's unvisited
+    /// neighbours are scored four at a time (the query is read once for four rows).
     pub(super) fn search_level(
         &self,
         q: &Query<'_>,
@@ -146,20 +162,25 @@ impl Hnsw {
             if scratch.results.len() >= ef && scratch.results.peek().is_some_and(|&w| current > w) {
                 break;
             }
+            let mut batch = [0u32; 4];
+            let mut pending = 0;
             for &n in self.graph.neighbours(key_slot(current) as usize, level) {
                 if !scratch.visit(n) {
                     continue;
                 }
-                let k = key(self.store.dist(q, n as usize), n);
-                if scratch.results.len() < ef || scratch.results.peek().is_some_and(|&w| k < w) {
-                    scratch.candidates.push(Reverse(k));
-                    if accept(n) {
-                        scratch.results.push(k);
-                        if scratch.results.len() > ef {
-                            scratch.results.pop();
-                        }
+                batch[pending] = n;
+                pending += 1;
+                if pending == 4 {
+                    let d = self.store.dist4(q, batch);
+                    for (&n, &d) in batch.iter().zip(&d) {
+                        scratch.consider(key(d, n), ef, accept(n));
                     }
+                    pending = 0;
                 }
+            }
+            for &n in &batch[..pending] {
+                let k = key(self.store.dist(q, n as usize), n);
+                scratch.consider(k, ef, accept(n));
             }
         }
     }
