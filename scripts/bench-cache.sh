@@ -170,11 +170,22 @@ node wasm/bench/main.mjs --nm "$scratch/node_modules" --out "$out" --data "$data
   --runtimes "$runtimes" --systems "$systems" --install "$scratch/install.json" \
   --profile "$profile" --build-info "$build_info" --job-timeout "$job_timeout" --command "$cmdline"
 
-# --- native: the core HNSW against FAISS HNSW, when the binary has the subcommand ---------------
+# --- native: the core HNSW against FAISS HNSW and hnswlib, when the binary has the subcommand ----
 if [[ ",$datasets," == *,debian,* ]] && ./target/release/proxima bench cache --help >/dev/null 2>&1; then
   largest="$(echo "${sizes//,/ }" | tr ' ' '\n' | sort -n | tail -1)"
   step "proxima bench cache --dataset $data_home/debian-packages-$largest --sizes $sizes (native, in-process)"
   if ./target/release/proxima bench cache --dataset "$data_home/debian-packages-$largest" --sizes "$sizes" > "$out/native.md"; then
+    # hnswlib (C++, through its Python binding) on the same rows and settings: its rows continue
+    # the table. A venv in the scratch dir; a failed install is reported, never skipped quietly.
+    venv="$scratch/venv"
+    if { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } \
+      && "$venv/bin/pip" install -q hnswlib numpy >&2 \
+      && "$venv/bin/python" scripts/bench_hnswlib.py "$data_home/debian-packages-$largest" --sizes "$sizes" \
+        > "$out/hnswlib.md"; then
+      grep '^| hnswlib' "$out/hnswlib.md" >> "$out/native.md"
+    else
+      echo "| hnswlib (Python binding) | — | did not run: install or run failed (see stderr) | | | | | | | |" >> "$out/native.md"
+    fi
     cat "$out/native.md"
     { printf '\n## Native: proxima bench cache (core HNSW beside FAISS HNSW)\n\n'
       sed -E 's/^([^|[:space:]].*)$/- \1/' "$out/native.md"; } >> "$out/results.md"
