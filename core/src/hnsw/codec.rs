@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use super::graph::{Graph, FREE, MAX_LEVEL};
+use super::rows::{Rows, BLOCK_ROWS};
 use super::store::{Quantization, VectorStore, SQ8_PARAMS};
 use super::{Counters, Hnsw, HnswConfig, IdMap};
 use crate::error::{Error, Result};
@@ -139,18 +140,20 @@ impl Hnsw {
             }
         });
         if let Some(raw) = &self.store.raw {
-            w.section(raw.len() * 4, |b| write_le(b, raw));
-        }
-        if let Some(codes) = &self.store.codes {
-            w.section(codes.len(), |b| b.extend_from_slice(codes));
-            w.section(self.store.params.len() * 4, |b| {
-                write_le(b, &self.store.params)
+            debug_assert_eq!(raw.len(), slots);
+            w.section(raw.len() * dim * 4, |b| {
+                raw.blocks().for_each(|r| write_le(b, r))
             });
         }
-        debug_assert_eq!(
-            self.store.raw.as_ref().map_or(slots * dim, |r| r.len()),
-            slots * dim
-        );
+        if let Some(codes) = &self.store.codes {
+            w.section(codes.len() * dim, |b| {
+                codes.blocks().for_each(|c| b.extend_from_slice(c))
+            });
+            let params = &self.store.params;
+            w.section(params.len() * SQ8_PARAMS * 4, |b| {
+                params.blocks().for_each(|p| write_le(b, p))
+            });
+        }
         let crc = crate::crc32::hash(&w.0);
         w.u32(crc);
         w.0
@@ -322,11 +325,15 @@ impl Hnsw {
                     .checked_mul(4)
                     .ok_or_else(|| malformed("vectors too large"))?,
             )?;
-            store.raw = Some(read_le(raw_bytes));
+            store.raw = Some(read_rows(raw_bytes, dim));
         }
         if flags & FLAG_CODES != 0 {
-            store.codes = Some(r.section(vec_len)?.to_vec());
-            store.params = read_le(r.section(slots * SQ8_PARAMS * 4)?);
+            let codes = r.section(vec_len)?;
+            store.codes = Some(Rows::from_blocks(
+                dim,
+                codes.chunks(BLOCK_ROWS * dim).map(<[u8]>::to_vec).collect(),
+            ));
+            store.params = read_rows(r.section(slots * SQ8_PARAMS * 4)?, SQ8_PARAMS);
         }
         if r.remaining() != 0 {
             return Err(malformed(format!(
@@ -440,8 +447,8 @@ fn check_vectors_finite(store: &VectorStore) -> Result<()> {
     let bad_raw = store
         .raw
         .as_ref()
-        .is_some_and(|r| r.iter().any(|v| !v.is_finite()));
-    if bad_raw || store.params.iter().any(|v| !v.is_finite()) {
+        .is_some_and(|r| r.values().any(|v| !v.is_finite()));
+    if bad_raw || store.params.values().any(|v| !v.is_finite()) {
         return Err(malformed("a stored vector holds NaN or infinity"));
     }
     Ok(())
@@ -516,6 +523,15 @@ fn read_le<T: Le>(bytes: &[u8]) -> Vec<T> {
     } else {
         bytes.chunks_exact(T::SIZE).map(T::from_le).collect()
     }
+}
+
+/// Rows of `width` values from a little-endian section, block by block.
+fn read_rows<T: Le + Default>(bytes: &[u8], width: usize) -> Rows<T> {
+    let block_bytes = BLOCK_ROWS * width * T::SIZE;
+    Rows::from_blocks(
+        width,
+        bytes.chunks(block_bytes.max(1)).map(read_le).collect(),
+    )
 }
 
 /// Appends `values` little-endian (one copy on little-endian hosts).

@@ -193,7 +193,6 @@ impl Hnsw {
         self.tomb.reserve_exact(extra);
         self.last_used.reserve_exact(extra);
         self.graph.reserve_exact(target);
-        self.store.reserve_exact(target);
     }
 
     fn insert(&mut self, id: VectorId, v: &[f32], scratch: &mut Scratch) {

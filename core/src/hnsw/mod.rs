@@ -20,6 +20,7 @@ mod graph;
 mod insert;
 mod query;
 mod repair;
+mod rows;
 mod search;
 mod store;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rows::Rows;
 use crate::metric::{dot, dot4, dot_u8, l2_squared, l2_squared4, Metric};
 
 /// How vectors are held in memory.
@@ -52,11 +53,11 @@ pub(super) struct VectorStore {
     pub dim: usize,
     pub metric: Metric,
     /// `dim` floats per slot, when rows are held.
-    pub raw: Option<Vec<f32>>,
+    pub raw: Option<Rows<f32>>,
     /// `dim` codes per slot, when SQ8 is on.
-    pub codes: Option<Vec<u8>>,
+    pub codes: Option<Rows<u8>>,
     /// [`SQ8_PARAMS`] floats per slot, when SQ8 is on.
-    pub params: Vec<f32>,
+    pub params: Rows<f32>,
 }
 
 impl VectorStore {
@@ -65,42 +66,29 @@ impl VectorStore {
         Self {
             dim,
             metric,
-            raw: (!sq8 || keep_rows).then(Vec::new),
-            codes: sq8.then(Vec::new),
-            params: Vec::new(),
-        }
-    }
-
-    pub fn reserve_exact(&mut self, slots: usize) {
-        let dim = self.dim;
-        if let Some(raw) = &mut self.raw {
-            raw.reserve_exact((slots * dim).saturating_sub(raw.len()));
-        }
-        if let Some(codes) = &mut self.codes {
-            codes.reserve_exact((slots * dim).saturating_sub(codes.len()));
-            self.params
-                .reserve_exact((slots * SQ8_PARAMS).saturating_sub(self.params.len()));
+            raw: (!sq8 || keep_rows).then(|| Rows::new(dim)),
+            codes: sq8.then(|| Rows::new(dim)),
+            params: Rows::new(SQ8_PARAMS),
         }
     }
 
     /// Writes a (prepared) vector into `slot`, growing the storage by one slot when
     /// `slot` is the next one.
     pub fn set(&mut self, slot: usize, v: &[f32]) {
-        let dim = self.dim;
         if let Some(raw) = &mut self.raw {
-            if raw.len() == slot * dim {
-                raw.extend_from_slice(v);
+            if raw.len() == slot {
+                raw.push(v);
             } else {
-                raw[slot * dim..(slot + 1) * dim].copy_from_slice(v);
+                raw.row_mut(slot).copy_from_slice(v);
             }
         }
         if let Some(codes) = &mut self.codes {
-            if codes.len() == slot * dim {
-                codes.resize((slot + 1) * dim, 0);
-                self.params.resize((slot + 1) * SQ8_PARAMS, 0.0);
+            if codes.len() == slot {
+                codes.push_default();
+                self.params.push_default();
             }
-            let p = quantize(v, &mut codes[slot * dim..(slot + 1) * dim]);
-            self.params[slot * SQ8_PARAMS..(slot + 1) * SQ8_PARAMS].copy_from_slice(&p);
+            let p = quantize(v, codes.row_mut(slot));
+            self.params.row_mut(slot).copy_from_slice(&p);
         }
     }
 
@@ -109,7 +97,8 @@ impl VectorStore {
     pub fn holds(&self, slot: usize, v: &[f32], scratch: &mut Vec<u8>) -> bool {
         let dim = self.dim;
         if let Some(raw) = &self.raw {
-            return raw[slot * dim..(slot + 1) * dim]
+            return raw
+                .row(slot)
                 .iter()
                 .zip(v)
                 .all(|(a, b)| a.to_bits() == b.to_bits());
@@ -120,17 +109,17 @@ impl VectorStore {
         scratch.clear();
         scratch.resize(dim, 0);
         let p = quantize(v, scratch);
-        codes[slot * dim..(slot + 1) * dim] == scratch[..]
-            && self.params[slot * SQ8_PARAMS..(slot + 1) * SQ8_PARAMS]
+        codes.row(slot) == &scratch[..]
+            && self
+                .params
+                .row(slot)
                 .iter()
                 .zip(&p)
                 .all(|(a, b)| a.to_bits() == b.to_bits())
     }
 
     pub fn raw_row(&self, slot: usize) -> Option<&[f32]> {
-        self.raw
-            .as_ref()
-            .map(|r| &r[slot * self.dim..(slot + 1) * self.dim])
+        self.raw.as_ref().map(|r| r.row(slot))
     }
 
     /// The vector of `slot`: its f32 row, or its codes decoded.
@@ -139,13 +128,9 @@ impl VectorStore {
         if let Some(row) = self.raw_row(slot) {
             out.extend_from_slice(row);
         } else if let Some(codes) = &self.codes {
-            let p = &self.params[slot * SQ8_PARAMS..];
+            let p = self.params.row(slot);
             let (min, step) = (p[0], p[1]);
-            out.extend(
-                codes[slot * self.dim..(slot + 1) * self.dim]
-                    .iter()
-                    .map(|&c| min + step * f32::from(c)),
-            );
+            out.extend(codes.row(slot).iter().map(|&c| min + step * f32::from(c)));
         }
     }
 
@@ -161,10 +146,9 @@ impl VectorStore {
     /// The distance the graph is walked with: over codes when SQ8 is on, else over rows.
     #[inline]
     pub fn dist(&self, q: &Query<'_>, slot: usize) -> f32 {
-        let dim = self.dim;
         if let Some(codes) = &self.codes {
-            let p = &self.params[slot * SQ8_PARAMS..slot * SQ8_PARAMS + SQ8_PARAMS];
-            let ip = p[0] * q.sum + p[1] * dot_u8(q.v, &codes[slot * dim..(slot + 1) * dim]);
+            let p = self.params.row(slot);
+            let ip = p[0] * q.sum + p[1] * dot_u8(q.v, codes.row(slot));
             return match self.metric {
                 Metric::L2 => (q.sqnorm - 2.0 * ip + p[2]).max(0.0),
                 Metric::InnerProduct | Metric::Cosine => -ip,
@@ -179,8 +163,7 @@ impl VectorStore {
         let Some(raw) = self.raw.as_ref().filter(|_| self.codes.is_none()) else {
             return slots.map(|s| self.dist(q, s as usize));
         };
-        let dim = self.dim;
-        let rows = slots.map(|s| &raw[s as usize * dim..(s as usize + 1) * dim]);
+        let rows = slots.map(|s| raw.row(s as usize));
         match self.metric {
             Metric::L2 => l2_squared4(q.v, rows),
             Metric::InnerProduct | Metric::Cosine => dot4(q.v, rows).map(|d| -d),
@@ -203,9 +186,9 @@ impl VectorStore {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.raw.as_ref().map_or(0, |r| r.capacity() * 4)
-            + self.codes.as_ref().map_or(0, |c| c.capacity())
-            + self.params.capacity() * 4
+        self.raw.as_ref().map_or(0, Rows::memory_bytes)
+            + self.codes.as_ref().map_or(0, Rows::memory_bytes)
+            + self.params.memory_bytes()
     }
 }
 
