@@ -23,70 +23,55 @@ fn load_f32(s: &[f32], i: usize) -> v128 {
     unsafe { v128_load(s.as_ptr().add(i) as *const v128) }
 }
 
-/// Inner product.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `a · b` (`L2 = false`) or `|a − b|²` (`L2 = true`) of four floats, as four lanes.
+#[inline(always)]
+fn term<const L2: bool>(a: v128, b: v128) -> v128 {
+    if L2 {
+        let d = f32x4_sub(a, b);
+        f32x4_mul(d, d)
+    } else {
+        f32x4_mul(a, b)
+    }
+}
+
+/// The body of [`dot`] and [`l2_squared`]: four independent accumulators, 16 floats a step.
+#[inline(always)]
+fn reduce<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let (mut s0, mut s1, mut s2, mut s3) = (
-        f32x4_splat(0.0),
-        f32x4_splat(0.0),
-        f32x4_splat(0.0),
-        f32x4_splat(0.0),
-    );
+    let mut s = [f32x4_splat(0.0); 4];
     let mut i = 0;
     while i + 16 <= n {
-        s0 = f32x4_add(s0, f32x4_mul(load_f32(a, i), load_f32(b, i)));
-        s1 = f32x4_add(s1, f32x4_mul(load_f32(a, i + 4), load_f32(b, i + 4)));
-        s2 = f32x4_add(s2, f32x4_mul(load_f32(a, i + 8), load_f32(b, i + 8)));
-        s3 = f32x4_add(s3, f32x4_mul(load_f32(a, i + 12), load_f32(b, i + 12)));
+        for (j, acc) in s.iter_mut().enumerate() {
+            *acc = f32x4_add(
+                *acc,
+                term::<L2>(load_f32(a, i + 4 * j), load_f32(b, i + 4 * j)),
+            );
+        }
         i += 16;
     }
     while i + 4 <= n {
-        s0 = f32x4_add(s0, f32x4_mul(load_f32(a, i), load_f32(b, i)));
+        s[0] = f32x4_add(s[0], term::<L2>(load_f32(a, i), load_f32(b, i)));
         i += 4;
     }
-    let mut sum = hsum(f32x4_add(f32x4_add(s0, s1), f32x4_add(s2, s3)));
+    let mut sum = hsum(f32x4_add(f32x4_add(s[0], s[1]), f32x4_add(s[2], s[3])));
     while i < n {
-        sum += a[i] * b[i];
+        let (x, y) = (a[i], b[i]);
+        sum += if L2 { (x - y) * (x - y) } else { x * y };
         i += 1;
     }
     sum
 }
 
+/// Inner product.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    reduce::<false>(a, b)
+}
+
 /// Squared Euclidean distance.
 #[inline]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (mut s0, mut s1, mut s2, mut s3) = (
-        f32x4_splat(0.0),
-        f32x4_splat(0.0),
-        f32x4_splat(0.0),
-        f32x4_splat(0.0),
-    );
-    let mut i = 0;
-    while i + 16 <= n {
-        let d0 = f32x4_sub(load_f32(a, i), load_f32(b, i));
-        let d1 = f32x4_sub(load_f32(a, i + 4), load_f32(b, i + 4));
-        let d2 = f32x4_sub(load_f32(a, i + 8), load_f32(b, i + 8));
-        let d3 = f32x4_sub(load_f32(a, i + 12), load_f32(b, i + 12));
-        s0 = f32x4_add(s0, f32x4_mul(d0, d0));
-        s1 = f32x4_add(s1, f32x4_mul(d1, d1));
-        s2 = f32x4_add(s2, f32x4_mul(d2, d2));
-        s3 = f32x4_add(s3, f32x4_mul(d3, d3));
-        i += 16;
-    }
-    while i + 4 <= n {
-        let d = f32x4_sub(load_f32(a, i), load_f32(b, i));
-        s0 = f32x4_add(s0, f32x4_mul(d, d));
-        i += 4;
-    }
-    let mut sum = hsum(f32x4_add(f32x4_add(s0, s1), f32x4_add(s2, s3)));
-    while i < n {
-        let d = a[i] - b[i];
-        sum += d * d;
-        i += 1;
-    }
-    sum
+    reduce::<true>(a, b)
 }
 
 /// `Σ q[i] · codes[i]` for SQ8 codes (u8 widened to f32).
@@ -129,20 +114,12 @@ pub fn dot_u8(q: &[f32], codes: &[u8]) -> f32 {
 pub fn batch4<const L2: bool>(q: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
     let n = rows.iter().fold(q.len(), |n, r| n.min(r.len()));
     let mut acc = [f32x4_splat(0.0); 8];
-    let term = |a: v128, b: v128| {
-        if L2 {
-            let d = f32x4_sub(a, b);
-            f32x4_mul(d, d)
-        } else {
-            f32x4_mul(a, b)
-        }
-    };
     let mut i = 0;
     while i + 8 <= n {
         let (q0, q1) = (load_f32(q, i), load_f32(q, i + 4));
         for (j, row) in rows.iter().enumerate() {
-            acc[2 * j] = f32x4_add(acc[2 * j], term(q0, load_f32(row, i)));
-            acc[2 * j + 1] = f32x4_add(acc[2 * j + 1], term(q1, load_f32(row, i + 4)));
+            acc[2 * j] = f32x4_add(acc[2 * j], term::<L2>(q0, load_f32(row, i)));
+            acc[2 * j + 1] = f32x4_add(acc[2 * j + 1], term::<L2>(q1, load_f32(row, i + 4)));
         }
         i += 8;
     }
