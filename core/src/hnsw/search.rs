@@ -205,21 +205,25 @@ impl Hnsw {
                 out.push(slot);
                 continue;
             }
-            // The candidate's vector is read (or decoded) once, then scored against each kept.
-            let diverse = match self.store.raw_row(slot as usize) {
-                Some(row) if !self.store.reranks() => out.iter().all(|&kept| {
-                    self.store
-                        .exact_dist(row, kept as usize)
-                        .unwrap_or(f32::INFINITY)
-                        >= d
-                }),
+            // The candidate's vector is read (or decoded) once, then scored against the kept
+            // ones four at a time.
+            let q = match self.store.raw_row(slot as usize) {
+                Some(row) if !self.store.reranks() => self.store.query(row),
                 _ => {
                     self.store.decode(slot as usize, buf);
-                    let q = self.store.query(buf);
-                    out.iter()
-                        .all(|&kept| self.store.dist(&q, kept as usize) >= d)
+                    self.store.query(buf)
                 }
             };
+            let mut quads = out.chunks_exact(4);
+            let diverse = quads.by_ref().all(|k| {
+                self.store
+                    .dist4(&q, [k[0], k[1], k[2], k[3]])
+                    .iter()
+                    .all(|&x| x >= d)
+            }) && quads
+                .remainder()
+                .iter()
+                .all(|&kept| self.store.dist(&q, kept as usize) >= d);
             if diverse {
                 out.push(slot);
             }
