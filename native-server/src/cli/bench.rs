@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::dataset::{debian_packages, shuffled};
+use crate::dataset::{debian_packages, default_dir, shuffled, Dataset};
 use crate::embed::{default_model_dir, Embedder, DEFAULT_BATCH_SIZE, MODEL_NAME, MODEL_PACKAGE};
 
 #[derive(Debug, Args)]
@@ -89,6 +89,19 @@ pub fn process_cpu_secs() -> f64 {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Opens the benchmark's dataset: `dir`, else the default debian-packages dataset; returns
+/// where it was read from, and the dataset.
+pub fn open_dataset(dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, Dataset)> {
+    let dir = dir.unwrap_or_else(|| default_dir("debian-packages"));
+    let data = Dataset::open(&dir).with_context(|| {
+        format!(
+            "open dataset {} (build it: proxima dataset build debian-packages)",
+            dir.display()
+        )
+    })?;
+    Ok((dir, data))
 }
 
 /// The machine, in words: logical CPUs and the CPU model from /proc/cpuinfo.

@@ -12,8 +12,7 @@ use proxima_core::exact::exact_search;
 use proxima_core::hnsw::{Hnsw, HnswConfig, Quantization, SearchOptions};
 use proxima_core::{recall_at_k, Hit, IndexSpec, SearchParams, VectorIndex};
 
-use super::bench::{build_profile, command_line, machine};
-use crate::dataset::{default_dir, Dataset};
+use super::bench::{build_profile, command_line, machine, open_dataset};
 use crate::index::faiss_backend::{set_faiss_threads, FaissIndex};
 
 #[derive(Debug, Args, Clone)]
@@ -77,16 +76,7 @@ fn time_queries(
 }
 
 pub fn run(a: BenchCacheArgs) -> anyhow::Result<()> {
-    let dir = a
-        .dataset
-        .clone()
-        .unwrap_or_else(|| default_dir("debian-packages"));
-    let data = Dataset::open(&dir).with_context(|| {
-        format!(
-            "open dataset {} (build it: proxima dataset build debian-packages)",
-            dir.display()
-        )
-    })?;
+    let (dir, data) = open_dataset(a.dataset.clone())?;
     let (dim, metric) = (data.dim, data.metric);
     let sizes: Vec<usize> = a
         .sizes

@@ -13,8 +13,7 @@ use clap::Args;
 use proxima_core::sizing::{format_bytes, recommended_nlist};
 use proxima_core::{recall_at_k, ConsistencyLevel, Hit, IndexSpec, SearchParams, VectorIndex};
 
-use super::bench::{build_profile, command_line, machine};
-use crate::dataset::{default_dir, Dataset};
+use super::bench::{build_profile, command_line, machine, open_dataset};
 use crate::engine::{CollectionSchema, Engine, EngineConfig};
 use crate::index::faiss_backend::FaissIndex;
 use crate::index::gpu::{runs_on_gpu, GpuDevice, GpuSettings};
@@ -138,16 +137,7 @@ fn index_file(segment_dir: &Path) -> Option<PathBuf> {
 }
 
 pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
-    let dir = a
-        .dataset
-        .clone()
-        .unwrap_or_else(|| default_dir("debian-packages"));
-    let data = Dataset::open(&dir).with_context(|| {
-        format!(
-            "open dataset {} (build it: proxima dataset build debian-packages)",
-            dir.display()
-        )
-    })?;
+    let (dir, data) = open_dataset(a.dataset.clone())?;
     let (n, dim, nq) = (data.len(), data.dim, data.num_queries());
     let truth: Vec<Vec<u64>> = data
         .ground_truth
