@@ -89,6 +89,9 @@ pub enum Error {
 
     #[error("index backend failed: {message}")]
     Backend { message: String },
+
+    #[error("snapshot required: {reason}")]
+    SnapshotRequired { reason: String },
 }
 
 /// Debug is the code and the message: the same text as Display, without pulling float
@@ -158,6 +161,7 @@ impl Error {
             Error::Unsupported { .. } => "unsupported",
             Error::Malformed { .. } => "malformed",
             Error::Backend { .. } => "backend_error",
+            Error::SnapshotRequired { .. } => "snapshot_required",
         }
     }
 

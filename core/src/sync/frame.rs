@@ -1,108 +1,21 @@
-//! Sync protocol types shared by the server's change feed and the browser cache.
+//! Binary forms of the sync protocol.
 //!
-//! The server numbers every write with a monotonically increasing sequence ([`Seq`]). A cache
-//! asks for "changes since N" and gets a [`ChangeBatch`]; when the server no longer holds the
-//! changes after N (they were compacted away) it answers `snapshot_required`, and the cache
-//! loads a snapshot, whose [`SnapshotHeader`] says which sequence it reflects.
-//!
-//! Both types travel as JSON (serde) or in a compact binary frame: a 4-byte magic, a 2-byte
-//! format version, a 1-byte kind, the postcard-encoded body and a CRC-32 of all before it.
+//! A frame is a 4-byte magic, a 2-byte format version, a 1-byte kind, the postcard-encoded
+//! body and a CRC-32 of all before it. A snapshot is `[header frame length u32 LE][header
+//! frame][index bytes]`, the index bytes in [`crate::hnsw`]'s own CRC-checked format; a cache
+//! persists itself in the same envelope, so its data, watermark and handle are one blob that is
+//! written (and lost) as a whole.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-pub use crate::consistency::Seq;
+use super::{Change, ChangeBatch, ChangeRecord, Seq, SnapshotHeader};
 use crate::error::{Error, Result};
 use crate::index::VectorId;
-use crate::metric::Metric;
 
 /// Magic bytes opening every binary sync frame.
 pub const FRAME_MAGIC: [u8; 4] = *b"PXSY";
 /// Current binary format version.
-pub const FRAME_VERSION: u16 = 1;
-
-/// One change to a collection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-pub enum Change {
-    /// Insert, or replace the vector of an existing id.
-    Upsert { id: VectorId, vector: Vec<f32> },
-    /// Remove an id (a no-op if it is absent).
-    Delete { id: VectorId },
-}
-
-impl Change {
-    /// The id the change is about.
-    pub fn id(&self) -> VectorId {
-        match self {
-            Change::Upsert { id, .. } | Change::Delete { id } => *id,
-        }
-    }
-}
-
-/// A change with the sequence number the server gave it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeRecord {
-    pub seq: Seq,
-    #[serde(flatten)]
-    pub change: Change,
-}
-
-/// The answer to "changes since `since`": records with `since < seq <= until`, ascending.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeBatch {
-    pub collection: String,
-    /// Exclusive lower bound the client asked for.
-    pub since: Seq,
-    /// Inclusive upper bound covered by this batch; the client's next `since`.
-    pub until: Seq,
-    pub records: Vec<ChangeRecord>,
-    /// More changes exist after `until`.
-    pub has_more: bool,
-    /// The server no longer holds every change after `since`: load a snapshot instead.
-    pub snapshot_required: bool,
-}
-
-impl ChangeBatch {
-    /// Checks the batch's invariants: sequences strictly increasing within `(since, until]`,
-    /// and vectors of dimension `dim` with finite values.
-    pub fn validate(&self, dim: usize) -> Result<()> {
-        if self.until < self.since {
-            return Err(Error::Malformed {
-                format: "change batch",
-                reason: format!("until {} is before since {}", self.until, self.since),
-            });
-        }
-        let mut last = self.since;
-        for r in &self.records {
-            if r.seq <= last || r.seq > self.until {
-                return Err(Error::Malformed {
-                    format: "change batch",
-                    reason: format!(
-                        "sequence {} out of order (after {last}, until {})",
-                        r.seq, self.until
-                    ),
-                });
-            }
-            last = r.seq;
-            if let Change::Upsert { vector, .. } = &r.change {
-                crate::validate::check_vectors(vector, dim, "vector")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Describes a snapshot: the collection's full live state as of sequence `seq`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotHeader {
-    pub collection: String,
-    pub dim: usize,
-    pub metric: Metric,
-    /// Every change up to and including this sequence is in the snapshot.
-    pub seq: Seq,
-    /// Number of live vectors in the snapshot.
-    pub count: u64,
-}
+pub const FRAME_VERSION: u16 = 2;
 
 /// Kinds of binary frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,26 +27,44 @@ enum FrameKind {
 
 /// Binary form of a record. postcard cannot decode the JSON form's internally tagged,
 /// flattened enum (that needs a self-describing format), so the frame uses this plain shape.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 enum WireChange {
     Upsert(VectorId, Vec<f32>),
     Delete(VectorId),
 }
 
-#[derive(Serialize, Deserialize)]
+/// [`WireChange`] borrowing the vector, for encoding without copies (same bytes).
+#[derive(Serialize)]
+enum WireChangeRef<'a> {
+    Upsert(VectorId, &'a [f32]),
+    Delete(VectorId),
+}
+
+#[derive(Deserialize)]
 struct WireBatch {
     collection: String,
+    handle: String,
     since: Seq,
     until: Seq,
     records: Vec<(Seq, WireChange)>,
     has_more: bool,
-    snapshot_required: bool,
 }
 
-impl From<&ChangeBatch> for WireBatch {
-    fn from(b: &ChangeBatch) -> Self {
-        WireBatch {
-            collection: b.collection.clone(),
+#[derive(Serialize)]
+struct WireBatchRef<'a> {
+    collection: &'a str,
+    handle: &'a str,
+    since: Seq,
+    until: Seq,
+    records: Vec<(Seq, WireChangeRef<'a>)>,
+    has_more: bool,
+}
+
+impl<'a> From<&'a ChangeBatch> for WireBatchRef<'a> {
+    fn from(b: &'a ChangeBatch) -> Self {
+        WireBatchRef {
+            collection: &b.collection,
+            handle: &b.handle,
             since: b.since,
             until: b.until,
             records: b
@@ -141,14 +72,13 @@ impl From<&ChangeBatch> for WireBatch {
                 .iter()
                 .map(|r| {
                     let change = match &r.change {
-                        Change::Upsert { id, vector } => WireChange::Upsert(*id, vector.clone()),
-                        Change::Delete { id } => WireChange::Delete(*id),
+                        Change::Upsert { id, vector } => WireChangeRef::Upsert(*id, vector),
+                        Change::Delete { id } => WireChangeRef::Delete(*id),
                     };
                     (r.seq, change)
                 })
                 .collect(),
             has_more: b.has_more,
-            snapshot_required: b.snapshot_required,
         }
     }
 }
@@ -157,6 +87,7 @@ impl From<WireBatch> for ChangeBatch {
     fn from(w: WireBatch) -> Self {
         ChangeBatch {
             collection: w.collection,
+            handle: w.handle,
             since: w.since,
             until: w.until,
             records: w
@@ -171,7 +102,6 @@ impl From<WireBatch> for ChangeBatch {
                 })
                 .collect(),
             has_more: w.has_more,
-            snapshot_required: w.snapshot_required,
         }
     }
 }
@@ -225,11 +155,10 @@ fn decode_frame<T: DeserializeOwned>(kind: FrameKind, bytes: &[u8]) -> Result<T>
 impl ChangeBatch {
     /// Encodes the batch as a binary frame.
     pub fn to_bytes(&self) -> Vec<u8> {
-        encode_frame(FrameKind::ChangeBatch, &WireBatch::from(self))
+        encode_frame(FrameKind::ChangeBatch, &WireBatchRef::from(self))
     }
 
-    /// Decodes a frame made by [`ChangeBatch::to_bytes`].
-    /// Decodes a frame (checksum, magic, version, kind, and a body with nothing after it).
+    /// Decodes a frame made by [`ChangeBatch::to_bytes`] (checksum, magic, version, kind, and a body with nothing after it).
     /// The batch's content is the caller's to check, with [`ChangeBatch::validate`] and the
     /// collection's dimension.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
@@ -249,9 +178,37 @@ impl SnapshotHeader {
     }
 }
 
+/// A snapshot's bytes: the header frame (length-prefixed), then the index bytes.
+pub fn encode_snapshot(header: &SnapshotHeader, index: &[u8]) -> Vec<u8> {
+    let head = header.to_bytes();
+    let mut out = Vec::with_capacity(4 + head.len() + index.len());
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(index);
+    out
+}
+
+/// Splits a snapshot made by [`encode_snapshot`] into its checked header and the index bytes
+/// (which carry their own checksum, checked when they are loaded).
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
+    let bad = |reason: String| Error::Malformed {
+        format: "snapshot",
+        reason,
+    };
+    let len = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(|| bad(format!("{} bytes is too short", bytes.len())))?;
+    let head = bytes
+        .get(4..4 + len)
+        .ok_or_else(|| bad(format!("header of {len} bytes runs past the end")))?;
+    Ok((SnapshotHeader::from_bytes(head)?, &bytes[4 + len..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metric::Metric;
     use proptest::prelude::*;
 
     fn change() -> impl Strategy<Value = Change> {
@@ -273,7 +230,7 @@ mod tests {
                 .map(|(i, change)| ChangeRecord { seq: since + 1 + i as u64 * 2, change })
                 .collect();
             let until = records.last().map_or(since, |r| r.seq);
-            let batch = ChangeBatch { collection: "docs".into(), since, until, records, has_more, snapshot_required: false };
+            let batch = ChangeBatch { collection: "docs".into(), handle: "h1".into(), since, until, records, has_more };
             batch.validate(4).unwrap();
             let bytes = batch.to_bytes();
             prop_assert_eq!(ChangeBatch::from_bytes(&bytes).unwrap(), batch.clone());
@@ -283,7 +240,7 @@ mod tests {
 
         #[test]
         fn any_corruption_is_detected(flip in 0usize..200, bit in 0u8..8) {
-            let batch = ChangeBatch { collection: "c".into(), since: 1, until: 2, has_more: false, snapshot_required: false,
+            let batch = ChangeBatch { collection: "c".into(), handle: "h".into(), since: 1, until: 2, has_more: false,
                 records: vec![ChangeRecord { seq: 2, change: Change::Upsert { id: 7, vector: vec![1.0, 2.0] } }] };
             let mut bytes = batch.to_bytes();
             let i = flip % bytes.len();
@@ -296,10 +253,10 @@ mod tests {
     fn a_frame_with_bytes_after_its_body_is_refused() {
         let batch = ChangeBatch {
             collection: "c".into(),
+            handle: "h".into(),
             since: 0,
             until: 1,
             has_more: false,
-            snapshot_required: false,
             records: vec![ChangeRecord {
                 seq: 1,
                 change: Change::Delete { id: 1 },
@@ -332,10 +289,10 @@ mod tests {
     fn invariants_are_checked() {
         let mut batch = ChangeBatch {
             collection: "c".into(),
+            handle: "h".into(),
             since: 10,
             until: 12,
             has_more: false,
-            snapshot_required: false,
             records: vec![
                 ChangeRecord {
                     seq: 11,
@@ -360,10 +317,12 @@ mod tests {
         ));
         let header = SnapshotHeader {
             collection: "c".into(),
+            handle: "h".into(),
             dim: 384,
             metric: Metric::Cosine,
             seq: 99,
             count: 1000,
+            complete: true,
         };
         assert_eq!(
             SnapshotHeader::from_bytes(&header.to_bytes()).unwrap(),
