@@ -9,6 +9,7 @@ use js_sys::{Array, Float32Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use proxima_core::hnsw::{Filter, Hnsw, HnswConfig, Quantization, SearchOptions};
+use proxima_core::sync::SyncState;
 use proxima_core::{Error, Hit, Metric, VectorId};
 
 use crate::errors::{coded, js_error};
@@ -230,7 +231,9 @@ fn count(name: &'static str, value: f64, max: usize) -> Result<usize, JsValue> {
 /// and `toBytes`/`fromBytes` in the byte format the Proxima server ships as snapshots.
 #[wasm_bindgen]
 pub struct VectorCache {
-    inner: Hnsw,
+    pub(crate) inner: Hnsw,
+    /// The server collection this cache follows (see [`crate::sync`]); `None` for a plain cache.
+    pub(crate) sync: Option<SyncState>,
 }
 
 #[wasm_bindgen]
@@ -243,6 +246,7 @@ impl VectorCache {
         let cfg = config_from_js(&options)?;
         Ok(VectorCache {
             inner: Hnsw::new(cfg).map_err(js_error)?,
+            sync: None,
         })
     }
 
@@ -252,6 +256,7 @@ impl VectorCache {
     pub fn from_bytes(bytes: &[u8]) -> Result<VectorCache, JsValue> {
         Ok(VectorCache {
             inner: Hnsw::from_bytes(bytes).map_err(js_error)?,
+            sync: None,
         })
     }
 
@@ -271,6 +276,9 @@ impl VectorCache {
     ) -> Result<JsValue, JsValue> {
         let ids = ids_from_js(&ids).map_err(js_error)?;
         let report = self.inner.upsert(&ids, vectors).map_err(js_error)?;
+        if report.inserted + report.replaced > 0 || !report.evicted.is_empty() {
+            self.changed_locally();
+        }
         let out = Object::new();
         set(&out, "inserted", JsValue::from_f64(report.inserted as f64));
         set(&out, "replaced", JsValue::from_f64(report.replaced as f64));
@@ -289,7 +297,11 @@ impl VectorCache {
         #[wasm_bindgen(unchecked_param_type = "Ids")] ids: JsValue,
     ) -> Result<u32, JsValue> {
         let ids = ids_from_js(&ids).map_err(js_error)?;
-        Ok(self.inner.delete(&ids) as u32)
+        let deleted = self.inner.delete(&ids);
+        if deleted > 0 {
+            self.changed_locally();
+        }
+        Ok(deleted as u32)
     }
 
     /// The `k` nearest vectors to `query`, best first.
@@ -459,10 +471,11 @@ impl VectorCache {
     /// Removes every vector (options and counters stay).
     pub fn clear(&mut self) {
         self.inner.clear();
+        self.changed_locally();
     }
 }
 
-fn set(obj: &Object, key: &str, value: JsValue) {
+pub(crate) fn set(obj: &Object, key: &str, value: JsValue) {
     // Defining a property on a plain new object cannot fail.
     let _ = Reflect::set(obj, &JsValue::from_str(key), &value);
 }

@@ -1,7 +1,9 @@
 //! Proxima in the browser and in edge runtimes (WebAssembly, via wasm-bindgen).
 //!
 //! [`VectorCache`] is `proxima-core`'s HNSW index for JavaScript (insert, upsert, delete,
-//! filtered k-NN search, SQ8, LRU capacity, bytes in the server's snapshot format);
+//! filtered k-NN search, SQ8, LRU capacity, bytes in the server's snapshot format), which can
+//! also follow a server collection ([`sync`]: loaded from its snapshot, moved forward by its
+//! change batches);
 //! `exactSearch` scores a caller's array exhaustively. Errors are JS `Error`s whose `code`
 //! is the core error's stable code ([`errors`]); ids cross the boundary as numbers or BigInts
 //! ([`ids`]).
@@ -9,6 +11,7 @@
 pub mod cache;
 pub mod errors;
 pub mod ids;
+pub mod sync;
 
 pub use cache::VectorCache;
 
