@@ -8,7 +8,7 @@ use super::rows::Rows;
 use crate::metric::{dot, dot4, dot_u8, l2_squared, l2_squared4, Metric};
 
 /// How vectors are held in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantization {
     /// 32-bit floats (4 bytes per dimension).

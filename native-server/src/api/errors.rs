@@ -17,11 +17,16 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: Cow<'static, str>,
     pub message: String,
+    /// Fields beside `error` in the body (a `snapshot_required` names the current handle
+    /// and the retained horizon).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +45,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            details: None,
         }
     }
 
@@ -80,6 +86,7 @@ impl ApiError {
                 code: &self.code,
                 message: &self.message,
             },
+            details: self.details.as_ref(),
         })
         .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":""}}"#.to_vec());
         super::types::json_bytes(self.status, body)
@@ -92,10 +99,25 @@ impl From<EngineError> for ApiError {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, e.code(), e.to_string())
+        let mut err = Self::new(status, e.code(), e.to_string());
+        if let EngineError::SnapshotRequired {
+            handle,
+            horizon,
+            head,
+            ..
+        } = &e
+        {
+            let mut d = serde_json::Map::new();
+            d.insert("handle".into(), handle.clone().into());
+            d.insert("horizon".into(), (*horizon).into());
+            d.insert("head".into(), (*head).into());
+            err.details = Some(d);
+        }
+        err
     }
 }
 

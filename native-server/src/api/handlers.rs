@@ -153,7 +153,13 @@ pub fn create(s: &AppState, c: &Call) -> Answer {
 }
 
 pub fn describe(s: &AppState, c: &Call) -> Answer {
-    ok(&collection(s, c)?.describe())
+    let col = collection(s, c)?;
+    let mut info = serde_json::to_value(col.describe())
+        .map_err(|e| ApiError::internal(format!("encoding the description: {e}")))?;
+    if let Some(obj) = info.as_object_mut() {
+        obj.insert("sync".into(), super::sync::feed_position(&col));
+    }
+    ok(&info)
 }
 
 pub fn drop(s: &AppState, c: &Call) -> Answer {

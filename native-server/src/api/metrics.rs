@@ -35,6 +35,15 @@ pub struct Metrics {
     gpu_fallbacks: IntCounterVec,
     gpu_segments: IntGauge,
     gpu_bytes: IntGauge,
+    live_waiters: IntGauge,
+    changes_served: IntCounterVec,
+    feed_lag: HistogramVec,
+    log_changes: IntGaugeVec,
+    log_bytes: IntGaugeVec,
+    log_horizon: IntGaugeVec,
+    snapshot_builds: IntGaugeVec,
+    snapshot_bytes: IntGaugeVec,
+    snapshot_served: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -190,8 +199,91 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            live_waiters: register(
+                &r,
+                IntGauge::new(
+                    "proxima_sync_live_waiters",
+                    "Change-feed requests waiting in live mode (long-poll) for a change.",
+                )
+                .expect("valid metric"),
+            ),
+            changes_served: counter(
+                "proxima_sync_changes_served_total",
+                "Change records served by the sync feed.",
+                &["collection"],
+            ),
+            feed_lag: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "proxima_sync_feed_lag_changes",
+                        "How far behind the head a change-feed request started (head minus since).",
+                    )
+                    .buckets(vec![0.0, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]),
+                    &["collection"],
+                )
+                .expect("valid metric"),
+            ),
+            log_changes: gauge(
+                "proxima_sync_log_changes",
+                "Changes retained in the collection's change log (the sync feed).",
+                &["collection"],
+            ),
+            log_bytes: gauge(
+                "proxima_sync_log_bytes",
+                "Bytes of the collection's change log on disk.",
+                &["collection"],
+            ),
+            log_horizon: gauge(
+                "proxima_sync_log_horizon",
+                "Sequence below which the feed answers snapshot_required.",
+                &["collection"],
+            ),
+            snapshot_builds: gauge(
+                "proxima_sync_snapshot_builds",
+                "Cache snapshots built or brought forward since the collection was opened.",
+                &["collection"],
+            ),
+            snapshot_bytes: gauge(
+                "proxima_sync_snapshot_bytes",
+                "Bytes of the cache snapshots kept for the collection.",
+                &["collection"],
+            ),
+            snapshot_served: counter(
+                "proxima_sync_snapshot_served_bytes_total",
+                "Bytes of cache snapshots sent.",
+                &["collection"],
+            ),
             registry: r,
         }
+    }
+
+    /// Counts a live waiter for as long as the guard lives.
+    pub fn live_waiter(&self) -> impl Drop + '_ {
+        struct Waiter<'a>(&'a IntGauge);
+        impl Drop for Waiter<'_> {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        self.live_waiters.inc();
+        Waiter(&self.live_waiters)
+    }
+
+    /// Records a change-feed answer: records sent, and how far behind the head it started.
+    pub fn feed_served(&self, collection: &str, records: usize, lag: u64) {
+        self.changes_served
+            .with_label_values(&[collection])
+            .inc_by(records as u64);
+        self.feed_lag
+            .with_label_values(&[collection])
+            .observe(lag as f64);
+    }
+
+    pub fn snapshot_served(&self, collection: &str, bytes: usize) {
+        self.snapshot_served
+            .with_label_values(&[collection])
+            .inc_by(bytes as u64);
     }
 
     /// Brings the GPU metrics up to the process's counters.
@@ -247,6 +339,9 @@ impl Metrics {
         forget_in(&self.queries, collection);
         forget_in(&self.inserted, collection);
         forget_in(&self.deleted, collection);
+        forget_in(&self.changes_served, collection);
+        forget_in(&self.feed_lag, collection);
+        forget_in(&self.snapshot_served, collection);
     }
 
     /// The text exposition, with the gauges refreshed from `engine`. It never waits for the
@@ -260,6 +355,15 @@ impl Metrics {
         self.memory.reset();
         self.wal_bytes.reset();
         self.apply_lag.reset();
+        for g in [
+            &self.log_changes,
+            &self.log_bytes,
+            &self.log_horizon,
+            &self.snapshot_builds,
+            &self.snapshot_bytes,
+        ] {
+            g.reset();
+        }
         if let Some(engine) = engine {
             let names = engine.list();
             self.collections.set(names.len() as i64);
@@ -290,6 +394,19 @@ impl Metrics {
                 self.apply_lag
                     .with_label_values(&l)
                     .set(info.committed_seq.saturating_sub(info.applied_seq) as i64);
+                let log = c.changes().stats();
+                self.log_changes
+                    .with_label_values(&l)
+                    .set(log.records as i64);
+                self.log_bytes.with_label_values(&l).set(log.bytes as i64);
+                self.log_horizon
+                    .with_label_values(&l)
+                    .set(log.horizon as i64);
+                let (builds, kept) = c.snapshot_counters();
+                self.snapshot_builds
+                    .with_label_values(&l)
+                    .set(builds as i64);
+                self.snapshot_bytes.with_label_values(&l).set(kept as i64);
             }
         }
         self.refresh_counters();

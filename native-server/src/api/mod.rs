@@ -9,7 +9,8 @@
 //! * [`errors`] — `ApiError` and the one mapping of engine/core errors onto statuses;
 //! * [`auth`] — write and read-only API keys;
 //! * [`metrics`] — Prometheus metrics;
-//! * [`openapi`] — the OpenAPI 3 document.
+//! * [`openapi`] — the OpenAPI 3 document;
+//! * [`sync`] — the change feed (live long-polls wait on the reactor) and cache snapshots.
 
 pub mod auth;
 pub mod errors;
@@ -18,6 +19,7 @@ pub mod json_rows;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod sync;
 pub mod types;
 
 use std::future::Future;

@@ -82,6 +82,8 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/collections/{name}/index", Read, None, h::index_status, "Index state and build progress."),
     route!(POST "/v1/collections/{name}/flush", Write, None, h::flush, "Seal growing segments and checkpoint (WAL truncated)."),
     route!(POST "/v1/collections/{name}/compact", Write, None, h::compact, "Flush, then rewrite sealed segments without their deleted rows."),
+    route!(GET "/v1/collections/{name}/changes", Read, None, super::sync::changes, "The change feed for caches: upserts (with vectors) and deletes with since < seq <= until (?since=&limit= up to 10000, &handle=, &live=true&timeout_ms= to long-poll); JSON, or the binary frame with Accept: application/octet-stream. 409 snapshot_required (with the current handle and horizon) when the changes after since are not retained or the handle differs."),
+    route!(GET "/v1/collections/{name}/snapshot", Read, None, super::sync::snapshot, "A cache snapshot: the collection's live rows as the cache's HNSW in its byte format, behind a header with the sequence and handle (?storage=f32|sq8|sq8_rerank, ?limit= highest ids, ?id_min=&id_max=). 413 snapshot_too_large above --snapshot-max-bytes."),
 ];
 
 fn path_filter(template: &'static str) -> BoxedFilter<(Vec<String>,)> {
@@ -210,6 +212,11 @@ where
         // the blocking pool is saturated by slow requests.
         if matches!(route.path, "/healthz" | "/readyz") {
             return (route.handler)(&state, &call);
+        }
+        // A live feed request waits for a change here, on the reactor: a thousand waiting
+        // clients hold no thread.
+        if route.path == "/v1/collections/{name}/changes" {
+            super::sync::wait_for_changes(&state, &call).await;
         }
         let st = state.clone();
         tokio::task::spawn_blocking(move || (route.handler)(&st, &call))

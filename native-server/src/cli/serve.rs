@@ -86,6 +86,18 @@ pub struct ServeArgs {
     /// Device memory, in MiB, an upload must leave free [default: 512].
     #[arg(long, env = "PROXIMA_GPU_RESERVE_MB")]
     pub gpu_reserve_mb: Option<u64>,
+    /// Most changes each collection's change log (the sync feed) retains [default: 1000000].
+    #[arg(long, env = "PROXIMA_CHANGES_RETAIN_RECORDS")]
+    pub changes_retain_records: Option<u64>,
+    /// Most bytes each collection's change log retains [default: 1073741824].
+    #[arg(long, env = "PROXIMA_CHANGES_RETAIN_BYTES")]
+    pub changes_retain_bytes: Option<u64>,
+    /// Changes older than this many seconds leave the change log [default: 604800, 7 days].
+    #[arg(long, env = "PROXIMA_CHANGES_RETAIN_SECS")]
+    pub changes_retain_secs: Option<u64>,
+    /// Largest cache snapshot served, in bytes; larger ones answer 413 [default: 268435456].
+    #[arg(long, env = "PROXIMA_SNAPSHOT_MAX_BYTES")]
+    pub snapshot_max_bytes: Option<u64>,
 }
 
 /// The `--config` file.
@@ -111,6 +123,10 @@ pub struct FileConfig {
     pub gpu_device: Option<i32>,
     pub gpu_min_rows: Option<usize>,
     pub gpu_reserve_mb: Option<u64>,
+    pub changes_retain_records: Option<u64>,
+    pub changes_retain_bytes: Option<u64>,
+    pub changes_retain_secs: Option<u64>,
+    pub snapshot_max_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -186,6 +202,20 @@ impl Settings {
         if let Some(t) = args.search_threads.or(file.search_threads) {
             anyhow::ensure!(t > 0, "search_threads must be at least 1");
             engine.search_threads = t;
+        }
+        if let Some(n) = args.changes_retain_records.or(file.changes_retain_records) {
+            anyhow::ensure!(n > 0, "changes_retain_records must be at least 1");
+            engine.changes.max_records = n;
+        }
+        if let Some(n) = args.changes_retain_bytes.or(file.changes_retain_bytes) {
+            anyhow::ensure!(n > 0, "changes_retain_bytes must be at least 1");
+            engine.changes.max_bytes = n;
+        }
+        if let Some(secs) = args.changes_retain_secs.or(file.changes_retain_secs) {
+            engine.changes.max_age = Duration::from_secs(secs);
+        }
+        if let Some(n) = args.snapshot_max_bytes.or(file.snapshot_max_bytes) {
+            engine.snapshot_max_bytes = n;
         }
         if let Some(device) = args.gpu_device.or(file.gpu_device) {
             anyhow::ensure!(

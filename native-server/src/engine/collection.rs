@@ -31,10 +31,17 @@ use proxima_core::{
 use rayon::prelude::*;
 use serde::Serialize;
 
+mod snapshot;
+mod sync;
+
+pub use snapshot::{Snapshot, SnapshotOptions, REFRESH_CHANGES};
+pub use sync::{Export, Subset};
+
 use super::builder::{BuildJob, IndexBuilder};
+use super::changelog::ChangeLog;
 use super::config::EngineConfig;
 use super::error::{EngineError, EngineResult};
-use super::manifest::{IndexEntry, Manifest, SegmentEntry};
+use super::manifest::{new_handle, IndexEntry, Manifest, SegmentEntry};
 use super::schema::CollectionSchema;
 use super::search_pool::SearchPool;
 use super::segment::{sync_dir, Offloaded, ReadyIndex, SealedSegment, SegmentInfo};
@@ -163,6 +170,12 @@ pub struct Collection {
     /// The GPU sealed segments are copied to, if the engine has one.
     gpu: Option<Arc<GpuDevice>>,
     closed: AtomicBool,
+    /// Every applied write, retained for the sync feed.
+    changes: ChangeLog,
+    /// The sync handle (see [`Manifest::handle`]).
+    handle: RwLock<String>,
+    /// Snapshots kept for caches.
+    snapshots: snapshot::Snapshots,
     /// Held (shared) by threads other than the applier while they write or delete files in
     /// the collection's directory; `close` takes it exclusively, so that once a collection is
     /// closed (dropped) nothing writes into a directory of the same name again.
@@ -335,6 +348,22 @@ impl Collection {
         if !records.is_empty() {
             tracing::info!(collection = %schema.name, records = records.len(), applied, "replayed write-ahead log");
         }
+        let changes = ChangeLog::open(
+            &dir.join("changes"),
+            dim,
+            config.changes,
+            manifest.checkpoint_seq,
+        )?;
+        let continuous = changes.catch_up(&records, applied)?;
+        let mut handle = manifest.handle.clone();
+        if handle.is_empty() || !continuous {
+            handle = new_handle();
+            Manifest {
+                handle: handle.clone(),
+                ..manifest.clone()
+            }
+            .write(dir)?;
+        }
         let collection = Arc::new_cyclic(|me| Collection {
             schema: RwLock::new(schema),
             dir: dir.to_path_buf(),
@@ -362,6 +391,9 @@ impl Collection {
             searcher,
             gpu,
             closed: AtomicBool::new(false),
+            changes,
+            handle: RwLock::new(handle),
+            snapshots: Default::default(),
             files: RwLock::new(()),
             me: me.clone(),
         });
@@ -393,6 +425,9 @@ impl Collection {
                                 break;
                             }
                             me.apply(&record);
+                            if let Err(e) = me.changes.append(&record) {
+                                tracing::error!(collection = %me.name(), error = %e, "change log append failed");
+                            }
                             // A checkpoint seals a full growing segment, and compacts sealed
                             // segments past the deleted-rows ratio (also under deletes alone).
                             let ratio = me.config.auto_compact_deleted_ratio;
@@ -431,6 +466,7 @@ impl Collection {
     /// Stops the applier after it has applied everything queued.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.changes.close();
         // A manifest write or index file write in flight (a build finishing) ends before close
         // returns, and none starts after: a dropped collection's build never writes into a
         // collection created again under the same name.
@@ -942,6 +978,7 @@ impl Collection {
             next_auto_id: self.next_auto_id.load(Ordering::SeqCst),
             index_generation: meta.index_generation,
             segments,
+            handle: self.handle.read().clone(),
         }
         .write(&self.dir)
     }
@@ -1052,6 +1089,12 @@ impl Collection {
             self.queue_build(seg);
         }
         recorded?;
+        // The change log must hold what the WAL is about to lose; if it cannot be made
+        // durable, its readers start again from here with a snapshot.
+        if let Err(e) = self.changes.sync() {
+            tracing::error!(collection = %self.name(), error = %e, "change log fsync failed; the feed restarts at the checkpoint");
+            self.changes.reset(seq)?;
+        }
         self.wal.truncate_through(seq)?;
         for dir in dropped {
             if let Err(e) = fs::remove_dir_all(&dir) {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use proxima_core::SearchLimits;
 
+pub use super::changelog::Retention;
 use crate::index::gpu::GpuSettings;
 
 /// When an acknowledged write reaches stable storage.
@@ -42,6 +43,10 @@ pub struct EngineConfig {
     pub limits: SearchLimits,
     /// Copy sealed FLAT/IVF segments to this GPU (builds with the `gpu` feature).
     pub gpu: Option<GpuSettings>,
+    /// How much of each collection's change log (the sync feed) is kept.
+    pub changes: Retention,
+    /// Largest cache snapshot served (`GET .../snapshot`); larger ones answer 413.
+    pub snapshot_max_bytes: u64,
 }
 
 impl EngineConfig {
@@ -60,6 +65,8 @@ impl EngineConfig {
             mmap_indexes: false,
             limits: SearchLimits::default(),
             gpu: None,
+            changes: Retention::default(),
+            snapshot_max_bytes: 256 << 20,
         }
     }
 }

@@ -62,6 +62,24 @@ pub enum EngineError {
     #[error("the collection is closed")]
     Closed,
 
+    #[error(
+        "a snapshot of {vectors} vectors would take about {bytes} bytes, above the limit of {limit} bytes (--snapshot-max-bytes): ask for a subset (?limit= or ?id_min=&id_max=) or store SQ8 (?storage=sq8)"
+    )]
+    SnapshotTooLarge {
+        vectors: u64,
+        bytes: u64,
+        limit: u64,
+    },
+
+    /// A change feed request the retained log cannot answer without a hole.
+    #[error("snapshot required: {reason}")]
+    SnapshotRequired {
+        reason: String,
+        handle: String,
+        horizon: u64,
+        head: u64,
+    },
+
     /// The configured GPU cannot be used (missing, unsupported, or no GPU support built in).
     #[error(transparent)]
     Gpu(#[from] GpuError),
@@ -84,6 +102,8 @@ impl EngineError {
             EngineError::Corrupt { .. } => "corrupt_data",
             EngineError::Closed => "closed",
             EngineError::Gpu(_) => "gpu_unavailable",
+            EngineError::SnapshotTooLarge { .. } => "snapshot_too_large",
+            EngineError::SnapshotRequired { .. } => "snapshot_required",
         }
     }
 
@@ -95,7 +115,10 @@ impl EngineError {
             EngineError::CollectionNotFound { .. } | EngineError::IdNotFound { .. } => {
                 ErrorKind::NotFound
             }
-            EngineError::CollectionExists { .. } => ErrorKind::Conflict,
+            EngineError::CollectionExists { .. } | EngineError::SnapshotRequired { .. } => {
+                ErrorKind::Conflict
+            }
+            EngineError::SnapshotTooLarge { .. } => ErrorKind::TooLarge,
             EngineError::InvalidName { .. }
             | EngineError::IdsNotAllowed
             | EngineError::IdsRequired
@@ -119,6 +142,8 @@ pub enum ErrorKind {
     BadRequest,
     NotFound,
     Conflict,
+    /// The answer would be too large (HTTP 413).
+    TooLarge,
     Unavailable,
     Internal,
 }

@@ -44,6 +44,24 @@ pub struct Manifest {
     /// Generation of the collection's index spec (bumped by each rebuild request).
     pub index_generation: u64,
     pub segments: Vec<SegmentEntry>,
+    /// The collection's sync handle: new for each collection created (and when its change
+    /// log had to start again), so a cache never applies one collection's changes to
+    /// another's state. Empty in manifests written before handles existed (one is made on open).
+    #[serde(default)]
+    pub handle: String,
+}
+
+/// A fresh sync handle: 64 random bits (the standard library's per-process random hash keys,
+/// mixed with the time) as 16 hex digits.
+pub fn new_handle() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(now);
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 impl Manifest {
@@ -57,6 +75,7 @@ impl Manifest {
             next_auto_id: 1,
             index_generation: 1,
             segments: Vec::new(),
+            handle: new_handle(),
         }
     }
 

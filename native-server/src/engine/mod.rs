@@ -9,6 +9,7 @@
 //! ```
 
 mod builder;
+mod changelog;
 mod collection;
 mod config;
 mod error;
@@ -26,7 +27,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-pub use collection::Collection;
+pub use changelog::{ChangeLog, Head, LogStats, Read as ChangesRead, Retention};
+pub use collection::{Collection, Export, Snapshot, SnapshotOptions, Subset, REFRESH_CHANGES};
 pub use collection::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchResult, WriteAck};
 pub use config::{EngineConfig, FsyncPolicy};
 pub use error::{EngineError, EngineResult, ErrorKind};

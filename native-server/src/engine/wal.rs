@@ -59,7 +59,7 @@ impl WalRecord {
     }
 }
 
-fn encode(record: &WalRecord, dim: usize) -> Vec<u8> {
+pub(super) fn encode(record: &WalRecord, dim: usize) -> Vec<u8> {
     let (kind, ids, vectors): (u8, &[u64], &[f32]) = match &record.op {
         WalOp::Upsert { ids, vectors } => (KIND_UPSERT, ids, vectors),
         WalOp::Delete { ids } => (KIND_DELETE, ids, &[]),
@@ -89,7 +89,7 @@ fn encode(record: &WalRecord, dim: usize) -> Vec<u8> {
 
 /// Decodes the record at the start of `bytes`: `Some((record, bytes used))`, or `None` when
 /// the bytes are torn or corrupt.
-fn decode(bytes: &[u8], dim: usize) -> Option<(WalRecord, usize)> {
+pub(super) fn decode(bytes: &[u8], dim: usize) -> Option<(WalRecord, usize)> {
     let len = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
     let payload = bytes.get(HEADER..HEADER + len)?;

@@ -1,0 +1,269 @@
+//! Snapshots for caches: the collection's live rows as the cache's own HNSW
+//! ([`proxima_core::hnsw`]), serialised in its byte format behind a sync header, so that a cold
+//! cache downloads a ready graph instead of replaying every insert.
+//!
+//! Policy: a snapshot of the whole collection is kept per storage kind (f32, SQ8, SQ8 with f32
+//! rows). A request is answered from the kept one while the change log still reaches back to
+//! it (the cache catches up from the feed); once it lags the head by more than
+//! [`REFRESH_CHANGES`] changes or a tenth of its size, a background thread brings it forward
+//! by applying the retained changes to it (the same code a cache runs) — or rebuilds it when
+//! the log no longer reaches back. Only the first request, or one the log cannot serve, waits
+//! for a build; concurrent ones wait for the same build. Subsets (`limit`, id range) are built
+//! per request and not kept.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use proxima_core::hnsw::{Hnsw, HnswConfig, Quantization};
+use proxima_core::sync::{encode_snapshot, ChangeBatch, SnapshotHeader, SyncState};
+
+use super::{Collection, Subset};
+use crate::engine::changelog::Read;
+use crate::engine::error::{EngineError, EngineResult};
+
+/// Changes behind the head after which a kept snapshot is brought forward (or a tenth of its
+/// vectors, when that is more).
+pub const REFRESH_CHANGES: u64 = 1_000;
+
+/// What a snapshot holds and how it stores vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    pub quantization: Quantization,
+    /// With SQ8: keep the f32 rows too, for re-ranking.
+    pub rerank: bool,
+    pub subset: Subset,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        Self {
+            quantization: Quantization::None,
+            rerank: false,
+            subset: Subset::default(),
+        }
+    }
+}
+
+/// A built snapshot.
+pub struct Snapshot {
+    pub header: SnapshotHeader,
+    /// `encode_snapshot(header, index bytes)`.
+    pub bytes: Vec<u8>,
+    pub built_at: Instant,
+    pub build_time: Duration,
+}
+
+#[derive(Default)]
+struct Slot {
+    current: Option<Arc<Snapshot>>,
+    refreshing: bool,
+}
+
+/// The kept snapshots of one collection, and counters for metrics.
+#[derive(Default)]
+pub struct Snapshots {
+    slots: Mutex<HashMap<(Quantization, bool), Arc<Mutex<Slot>>>>,
+    /// Builds and refreshes finished.
+    pub builds: AtomicU64,
+    /// Bytes of the snapshots kept.
+    pub kept_bytes: AtomicU64,
+}
+
+impl Snapshots {
+    fn slot(&self, opts: &SnapshotOptions) -> Arc<Mutex<Slot>> {
+        self.slots
+            .lock()
+            .entry((opts.quantization, opts.rerank))
+            .or_default()
+            .clone()
+    }
+
+    fn recount(&self) {
+        let total = self
+            .slots
+            .lock()
+            .values()
+            .filter_map(|s| s.lock().current.as_ref().map(|c| c.bytes.len() as u64))
+            .sum();
+        self.kept_bytes.store(total, Ordering::Relaxed);
+    }
+}
+
+fn config(col: &Collection, opts: &SnapshotOptions) -> HnswConfig {
+    let (dim, metric) = col.dim_metric();
+    let mut cfg = HnswConfig::new(dim, metric);
+    cfg.quantization = opts.quantization;
+    cfg.rerank = opts.rerank && opts.quantization != Quantization::None;
+    cfg
+}
+
+impl Collection {
+    /// A snapshot for a cache (see the module's policy). Refused with `snapshot_too_large`
+    /// when it would pass `--snapshot-max-bytes`.
+    pub fn cache_snapshot(&self, opts: &SnapshotOptions) -> EngineResult<Arc<Snapshot>> {
+        if !opts.subset.is_everything() {
+            return self.build_snapshot(opts).map(Arc::new);
+        }
+        let slot = self.snapshots.slot(opts);
+        let mut s = slot.lock();
+        if let Some(cur) = s.current.clone() {
+            let log = self.changes.stats();
+            if cur.header.seq >= log.horizon && cur.header.handle == self.handle() {
+                let lag = log.head.saturating_sub(cur.header.seq);
+                if lag > REFRESH_CHANGES.max(cur.header.count / 10) && !s.refreshing {
+                    if let Some(me) = self.me.upgrade() {
+                        s.refreshing = true;
+                        let (slot, opts, base) = (slot.clone(), *opts, cur.clone());
+                        let spawned = std::thread::Builder::new()
+                            .name(format!("snapshot-{}", self.name()))
+                            .spawn(move || me.refresh_snapshot(&slot, &opts, &base));
+                        if spawned.is_err() {
+                            s.refreshing = false;
+                        }
+                    }
+                }
+                return Ok(cur);
+            }
+        }
+        // None yet, or the log no longer reaches back to it: build now (holding the slot, so
+        // that concurrent requests wait for this build instead of starting their own).
+        let snap = Arc::new(self.build_snapshot(opts)?);
+        s.current = Some(snap.clone());
+        drop(s);
+        self.snapshots.recount();
+        Ok(snap)
+    }
+
+    fn refresh_snapshot(&self, slot: &Mutex<Slot>, opts: &SnapshotOptions, base: &Snapshot) {
+        let result = self
+            .advance_snapshot(base)
+            .transpose()
+            .unwrap_or_else(|| self.build_snapshot(opts));
+        let mut s = slot.lock();
+        s.refreshing = false;
+        match result {
+            Ok(snap) => {
+                if s.current
+                    .as_ref()
+                    .is_none_or(|c| c.header.seq < snap.header.seq)
+                {
+                    s.current = Some(Arc::new(snap));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(collection = %self.name(), error = %e, "snapshot refresh failed")
+            }
+        }
+        drop(s);
+        self.snapshots.recount();
+    }
+
+    /// `base` with the retained changes after it applied; `None` when the log no longer
+    /// reaches back to it.
+    fn advance_snapshot(&self, base: &Snapshot) -> EngineResult<Option<Snapshot>> {
+        let started = Instant::now();
+        let (mut state, mut index) = SyncState::from_snapshot(&base.bytes)?;
+        loop {
+            let (records, until, has_more) = match self.changes.read(state.watermark, 10_000)? {
+                Read::Changes {
+                    records,
+                    until,
+                    has_more,
+                } => (records, until, has_more),
+                Read::SnapshotRequired { .. } => return Ok(None),
+            };
+            let batch = ChangeBatch {
+                collection: state.collection.clone(),
+                handle: state.handle.clone(),
+                since: state.watermark,
+                until,
+                records,
+                has_more,
+            };
+            state.apply(&mut index, &batch)?;
+            if !has_more {
+                break;
+            }
+        }
+        let header = state.header(&index);
+        self.snapshots.builds.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(Snapshot {
+            bytes: encode_snapshot(&header, &index.to_bytes()),
+            header,
+            built_at: Instant::now(),
+            build_time: started.elapsed(),
+        }))
+    }
+
+    /// Builds a snapshot from the live rows.
+    fn build_snapshot(&self, opts: &SnapshotOptions) -> EngineResult<Snapshot> {
+        let started = Instant::now();
+        let cfg = config(self, opts);
+        let limit = self.config.snapshot_max_bytes;
+        // Refuse before copying anything when even the estimate is too large.
+        let estimate = |n: u64| n.saturating_mul(cfg.bytes_per_vector() as u64);
+        let rows = match opts.subset.limit {
+            Some(l) => (l as u64).min(self.live_rows()),
+            None => self.live_rows(),
+        };
+        if estimate(rows) > limit {
+            return Err(EngineError::SnapshotTooLarge {
+                vectors: rows,
+                bytes: estimate(rows),
+                limit,
+            });
+        }
+        let export = self.export(&opts.subset);
+        let n = export.ids.len() as u64;
+        if estimate(n) > limit {
+            return Err(EngineError::SnapshotTooLarge {
+                vectors: n,
+                bytes: estimate(n),
+                limit,
+            });
+        }
+        let mut index = Hnsw::new(cfg)?;
+        for (ids, vectors) in export
+            .ids
+            .chunks(256)
+            .zip(export.vectors.chunks(256 * index.config().dim))
+        {
+            index.upsert(ids, vectors)?;
+        }
+        let header = SnapshotHeader {
+            collection: self.name(),
+            handle: self.handle(),
+            dim: index.config().dim,
+            metric: index.config().metric,
+            seq: export.seq,
+            count: n,
+            complete: n == export.total,
+        };
+        let bytes = encode_snapshot(&header, &index.to_bytes());
+        self.snapshots.builds.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            collection = %self.name(),
+            vectors = n,
+            bytes = bytes.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "cache snapshot built"
+        );
+        Ok(Snapshot {
+            header,
+            bytes,
+            built_at: Instant::now(),
+            build_time: started.elapsed(),
+        })
+    }
+
+    /// Snapshot counters (builds finished, bytes kept).
+    pub fn snapshot_counters(&self) -> (u64, u64) {
+        (
+            self.snapshots.builds.load(Ordering::Relaxed),
+            self.snapshots.kept_bytes.load(Ordering::Relaxed),
+        )
+    }
+}
