@@ -56,7 +56,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send a vector file (.fvecs, .bvecs, .fbin, .npy) or a dataset directory to a running
     /// server, in batches, with a progress bar.
     Import(import::ImportArgs),
@@ -75,7 +75,7 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Import(args) => import::run(args),
         Command::Search(args) => search::run(args),
         Command::Plan(args) => plan::run(args),

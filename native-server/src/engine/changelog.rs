@@ -55,9 +55,9 @@ impl Default for Retention {
 
 impl Retention {
     /// Size at which a log file is closed: an eighth of the byte bound (so retention drops
-    /// at most about an eighth too much), between 64 KiB and 64 MiB.
+    /// at most about an eighth too much), between 1 KiB and 64 MiB.
     fn file_bytes(&self) -> u64 {
-        (self.max_bytes / 8).clamp(64 << 10, 64 << 20)
+        (self.max_bytes / 8).clamp(1 << 10, 64 << 20)
     }
 }
 

@@ -424,10 +424,12 @@ impl Collection {
                                 tracing::error!(collection = %me.name(), "write-ahead log failed; applier stops");
                                 break;
                             }
-                            me.apply(&record);
+                            // Into the change log first: a write visible to searches is
+                            // also in the feed.
                             if let Err(e) = me.changes.append(&record) {
                                 tracing::error!(collection = %me.name(), error = %e, "change log append failed");
                             }
+                            me.apply(&record);
                             // A checkpoint seals a full growing segment, and compacts sealed
                             // segments past the deleted-rows ratio (also under deletes alone).
                             let ratio = me.config.auto_compact_deleted_ratio;

@@ -62,10 +62,13 @@ struct Slot {
     refreshing: bool,
 }
 
+/// A kept snapshot per storage kind (quantization, re-rank rows).
+type Slots = HashMap<(Quantization, bool), Arc<Mutex<Slot>>>;
+
 /// The kept snapshots of one collection, and counters for metrics.
 #[derive(Default)]
 pub struct Snapshots {
-    slots: Mutex<HashMap<(Quantization, bool), Arc<Mutex<Slot>>>>,
+    slots: Mutex<Slots>,
     /// Builds and refreshes finished.
     pub builds: AtomicU64,
     /// Bytes of the snapshots kept.
