@@ -164,6 +164,7 @@ pub fn changes(s: &AppState, c: &Call) -> Result<Response, ApiError> {
     let q = FeedQuery::parse(&c.query)?;
     let col = s.engine_or_503()?.collection(c.name())?;
     check_handle(&col, &q)?;
+    col.wait_for_feed(q.since)?;
     let head = col.changes().head();
     let (records, until, has_more) = match col.changes().read(q.since, q.limit)? {
         ChangesRead::Changes {

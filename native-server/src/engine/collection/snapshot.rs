@@ -110,6 +110,9 @@ impl Collection {
         if !opts.subset.is_everything() {
             return self.build_snapshot(opts).map(Arc::new);
         }
+        // The kept snapshot is brought forward in the background: refuse it too once the
+        // collection has outgrown the limit.
+        self.check_snapshot_size(&config(self, opts), self.live_rows())?;
         let slot = self.snapshots.slot(opts);
         let mut s = slot.lock();
         if let Some(cur) = s.current.clone() {
@@ -205,29 +208,15 @@ impl Collection {
     fn build_snapshot(&self, opts: &SnapshotOptions) -> EngineResult<Snapshot> {
         let started = Instant::now();
         let cfg = config(self, opts);
-        let limit = self.config.snapshot_max_bytes;
         // Refuse before copying anything when even the estimate is too large.
-        let estimate = |n: u64| n.saturating_mul(cfg.bytes_per_vector() as u64);
         let rows = match opts.subset.limit {
             Some(l) => (l as u64).min(self.live_rows()),
             None => self.live_rows(),
         };
-        if estimate(rows) > limit {
-            return Err(EngineError::SnapshotTooLarge {
-                vectors: rows,
-                bytes: estimate(rows),
-                limit,
-            });
-        }
+        self.check_snapshot_size(&cfg, rows)?;
         let export = self.export(&opts.subset);
         let n = export.ids.len() as u64;
-        if estimate(n) > limit {
-            return Err(EngineError::SnapshotTooLarge {
-                vectors: n,
-                bytes: estimate(n),
-                limit,
-            });
-        }
+        self.check_snapshot_size(&cfg, n)?;
         let mut index = Hnsw::new(cfg)?;
         for (ids, vectors) in export
             .ids
@@ -260,6 +249,20 @@ impl Collection {
             built_at: Instant::now(),
             build_time: started.elapsed(),
         })
+    }
+
+    /// Refuses a snapshot of `vectors` whose estimated size passes `--snapshot-max-bytes`.
+    fn check_snapshot_size(&self, cfg: &HnswConfig, vectors: u64) -> EngineResult<()> {
+        let limit = self.config.snapshot_max_bytes;
+        let bytes = vectors.saturating_mul(cfg.bytes_per_vector() as u64);
+        if bytes > limit {
+            return Err(EngineError::SnapshotTooLarge {
+                vectors,
+                bytes,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Snapshot counters (builds finished, bytes kept).

@@ -50,6 +50,17 @@ impl Collection {
         &self.changes
     }
 
+    /// Waits until the change log holds every acknowledged write up to `seq` (a client may
+    /// ask for changes since a sequence a write just acknowledged, before the applier has
+    /// logged it). A `seq` above every acknowledged write returns at once.
+    pub fn wait_for_feed(&self, seq: Seq) -> crate::engine::EngineResult<()> {
+        if seq <= self.changes.head() || seq > self.committed_seq() {
+            return Ok(());
+        }
+        // The applier logs a record before applying it.
+        self.wait_applied(seq).map(|_| ())
+    }
+
     /// Number of live rows in the applied state.
     pub fn live_rows(&self) -> u64 {
         self.applied_count()
