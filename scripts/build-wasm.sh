@@ -8,8 +8,9 @@
 # Steps: what is missing is installed (scripts/setup.sh wasm); cargo builds proxima-wasm for
 # wasm32 (profile wasm-release, or release where Cargo.toml has none); wasm-bindgen writes the
 # web and nodejs glue; wasm-opt -Oz (npm's binaryen, in target/tools) shrinks each module;
-# package.json, README and the persistence helpers (wasm/js/) go beside them. Prints each
-# package's gzipped size (wasm + JS) and fails when the web package's exceeds WEB_GZ_LIMIT.
+# package.json, README, the persistence helpers and the sync client (wasm/js/) go beside
+# them. Prints each package's gzipped size (wasm + JS) and fails when the web package's exceeds
+# WEB_GZ_LIMIT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +55,39 @@ for flavour in web node; do
     const bytes = require("fs").readFileSync(process.argv[1]);
     if (!WebAssembly.validate(bytes)) { console.error("build-wasm: " + process.argv[1] + " does not validate"); process.exit(1); }
   ' "$dir/proxima_wasm_bg.wasm"
-  cp wasm/js/"$flavour"/*.js wasm/js/"$flavour"/*.d.ts wasm/js/README.md "$dir/"
+  cp wasm/js/"$flavour"/*.js wasm/js/"$flavour"/*.d.ts wasm/js/README.md wasm/js/sync.d.ts "$dir/"
+  # The sync client is one file for both: for the ES module package without its comment lines
+  # (its size counts; sync.d.ts documents it), for the CommonJS one with its one `export {...}`
+  # statement turned into module.exports.
+  node - wasm/js/sync.js "$dir/sync.js" "$flavour" <<'EOF'
+const fs = require('fs');
+const [src, dst, flavour] = process.argv.slice(2);
+const text = fs.readFileSync(src, 'utf8');
+const exported = text.match(/^export \{([^}]*)\};[ \t]*$/m);
+if (!exported || /^[ \t]*(import|export)\b/m.test(text.replace(exported[0], ''))) {
+  console.error(`build-wasm: ${src} must import nothing and export in one "export { ... };" line`);
+  process.exit(1);
+}
+if (flavour === 'node') {
+  fs.writeFileSync(dst, `'use strict';\n${text.replace(exported[0], `module.exports = {${exported[1]}};`)}`);
+} else {
+  // Whole comment lines only: `//` lines and `/* ... */` blocks that start a line.
+  const out = ['// Proxima sync client (wasm/js/sync.js without its comments; the API is in sync.d.ts).'];
+  let inBlock = false;
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (inBlock) inBlock = !t.includes('*/');
+    else if (t.startsWith('/*')) inBlock = !t.includes('*/');
+    else if (!t.startsWith('//') && t !== '') out.push(line);
+  }
+  fs.writeFileSync(dst, out.join('\n') + '\n');
+}
+EOF
+  if [ "$flavour" = web ]; then
+    cp "$dir/sync.js" "$out/.sync-check.mjs" && node --check "$out/.sync-check.mjs" && rm "$out/.sync-check.mjs"
+  else
+    node --check "$dir/sync.js"
+  fi
   node - "$dir" "$flavour" "$version" <<'EOF'
 const fs = require('fs');
 const [dir, flavour, version] = process.argv.slice(2);
@@ -77,11 +110,13 @@ const pkg = flavour === 'web'
       exports: {
         '.': { types: './index.d.ts', default: './index.js' },
         './persist.js': { types: './persist.d.ts', default: './persist.js' },
+        './sync.js': { types: './sync.d.ts', default: './sync.js' },
         './proxima_wasm.js': { types: './proxima_wasm.d.ts', default: './proxima_wasm.js' },
         './proxima_wasm_bg.wasm': './proxima_wasm_bg.wasm',
         './package.json': './package.json',
       },
-      sideEffects: false,
+      // index.js attaches open (the sync client) to VectorCache.
+      sideEffects: ['./index.js'],
     }
   : {
       name: '@proxima/cache-node',
@@ -93,6 +128,7 @@ const pkg = flavour === 'web'
       exports: {
         '.': { types: './index.d.ts', default: './index.js' },
         './persist.js': { types: './persist.d.ts', default: './persist.js' },
+        './sync.js': { types: './sync.d.ts', default: './sync.js' },
         './proxima_wasm_bg.wasm': './proxima_wasm_bg.wasm',
         './package.json': './package.json',
       },
@@ -111,9 +147,9 @@ for flavour in web node; do
   w=$(gz "$dir/proxima_wasm_bg.wasm")
   glue=$(gz "$dir/proxima_wasm.js")
   helpers=0
-  for f in "$dir"/index.js "$dir"/persist.js; do helpers=$((helpers + $(gz "$f"))); done
+  for f in "$dir"/index.js "$dir"/persist.js "$dir"/sync.js; do helpers=$((helpers + $(gz "$f"))); done
   total=$((w + glue + helpers))
-  printf '%-4s  wasm %6d B + JS glue %5d B + index/persist %5d B = %6d B gz (%s); wasm raw %d B\n' \
+  printf '%-4s  wasm %6d B + JS glue %5d B + index/persist/sync %5d B = %6d B gz (%s); wasm raw %d B\n' \
     "$flavour" "$w" "$glue" "$helpers" "$total" "$(kib "$total")" "$(wc -c < "$dir/proxima_wasm_bg.wasm")"
   [ "$flavour" = web ] && web_total=$total
 done

@@ -1,2 +1,3 @@
 export * from './proxima_wasm';
 export * from './persist';
+export * from './sync';
