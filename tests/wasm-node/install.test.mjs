@@ -59,7 +59,7 @@ test('the packed packages hold what their package.json names', () => {
     const meta = JSON.parse(fs.readFileSync(path.join(installed, 'package.json'), 'utf8'));
     assert.equal(meta.name, name);
     for (const f of meta.files) assert.ok(fs.existsSync(path.join(installed, f)), `${name}: ${f} was packed`);
-    for (const f of ['proxima_wasm_bg.wasm', 'proxima_wasm.js', 'index.js', 'index.d.ts', 'persist.js', 'persist.d.ts', 'README.md']) {
+    for (const f of ['proxima_wasm_bg.wasm', 'proxima_wasm.js', 'index.js', 'index.d.ts', 'persist.js', 'persist.d.ts', 'sync.js', 'sync.d.ts', 'README.md']) {
       assert.ok(meta.files.includes(f), `${name}: files lists ${f}`);
     }
     assert.equal(meta.types, './index.d.ts');
