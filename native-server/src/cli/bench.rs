@@ -26,6 +26,9 @@ pub enum BenchCommand {
     Http(super::bench_http::BenchHttpArgs),
     /// The browser cache's HNSW natively beside FAISS's HNSW on the same real vectors.
     Cache(super::bench_cache::BenchCacheArgs),
+    /// Cache ↔ server sync: cold start from a snapshot vs replaying the feed, the cost of
+    /// idle live clients, write-to-cache freshness.
+    Sync(super::bench_sync::BenchSyncArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -50,6 +53,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Engine(a) => super::bench_engine::run(a),
         BenchCommand::Http(a) => super::bench_http::run(a),
         BenchCommand::Cache(a) => super::bench_cache::run(a),
+        BenchCommand::Sync(a) => super::bench_sync::run(a),
     }
 }
 
