@@ -52,7 +52,10 @@ export interface LocalOrRemoteResult {
   source: 'local' | 'server';
   /** How far behind the server the answer may be (ms; 0 from the server or a connected live cache). */
   stalenessMs: number;
-  /** The server could not be reached (or answered 5xx): the hits are the local ones. */
+  /**
+   * The server could not be reached or answered 5xx (this time, or at the last request when
+   * the cache was fresh enough not to ask): the hits are the local ones.
+   */
   offline: boolean;
 }
 

@@ -274,7 +274,8 @@ class SyncedCache {
   /**
    * Local hits when the cache holds the whole collection and its live long-poll is connected
    * or its last sync is less than `maxStalenessMs` old (default 5000), else the server's;
-   * local again (`offline: true`) when the server cannot be reached or answers 5xx.
+   * local again (`offline: true`) when the server cannot be reached or answers 5xx. A local
+   * answer given without asking the server is `offline` when the last request failed.
    */
   async searchLocalOrRemote(query, k, options) {
     const maxStalenessMs = options && options.maxStalenessMs !== undefined ? options.maxStalenessMs : DEFAULT_MAX_STALENESS_MS;
@@ -286,7 +287,8 @@ class SyncedCache {
     const stalenessMs = this.stalenessMs;
     const local = (offline) => ({ hits: this.#cache.search(query, k), source: 'local', stalenessMs, offline });
     const live = this.#opts.live && this.#connected && !this.#closed;
-    if (this.#cache.complete && (live || stalenessMs < maxStalenessMs)) return local(false);
+    // Fresh enough: no request; `offline` says how the last one went.
+    if (this.#cache.complete && (live || stalenessMs < maxStalenessMs)) return local(!this.#online);
     let hits;
     try {
       const body = JSON.stringify({ vectors: [Array.from(query)], k });
