@@ -1,0 +1,214 @@
+// The sync client of the Node package against the real server (target/debug/proxima, which
+// ./proxima.sh test builds before it runs this): a synced cache follows a collection through
+// inserts, deletes and upserts, survives the server's death and restart, and comes back from
+// its persisted file.
+//   cargo build -p proxima-server --bins && bash scripts/build-wasm.sh
+//   node --test tests/wasm-node/sync.test.mjs
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+import { loadPackage, repo, waitFor } from './sync-helpers.mjs';
+
+const pkg = loadPackage();
+const { VectorCache } = pkg;
+const BIN = path.join(repo, 'target', 'debug', 'proxima');
+const DIM = 8;
+const N = 300;
+const WRITE_KEY = 'write-key';
+const READ_KEY = 'read-key';
+
+let tmp;
+let dataDir;
+
+before(() => {
+  assert.ok(fs.existsSync(BIN), `${BIN} is missing: run \`cargo build -p proxima-server --bins\` first (./proxima.sh test does)`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'proxima-sync-'));
+  dataDir = path.join(tmp, 'data');
+});
+after(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** `proxima serve` on a free port over `dataDir`; resolves once /readyz answers 200. */
+async function startServer() {
+  const child = spawn(
+    BIN,
+    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--no-embed', '--write-key', WRITE_KEY, '--read-key', READ_KEY],
+    { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (c) => (stderr = (stderr + c).slice(-4000)));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const lines = readline.createInterface({ input: child.stdout });
+  let timer;
+  const first = await Promise.race([
+    new Promise((resolve) => lines.once('line', resolve)),
+    exited.then((code) => assert.fail(`proxima serve exited (${code}) before printing its address:\n${stderr}`)),
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no address line within 60 s:\n${stderr}`)), 60_000))),
+  ]).finally(() => clearTimeout(timer));
+  lines.on('line', () => {}); // keep draining
+  const url = first.split(/\s+/).find((w) => w.startsWith('http://'));
+  assert.ok(url, `no address in ${JSON.stringify(first)}`);
+  await waitFor(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 60_000, 'the server to be ready');
+  return {
+    url,
+    child,
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    },
+  };
+}
+
+/** A write (or read) request as an application makes it; returns the parsed JSON answer. */
+async function api(server, method, route, body, key = WRITE_KEY) {
+  const res = await fetch(`${server.url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `${method} ${route}: HTTP ${res.status}: ${text}`);
+  return JSON.parse(text);
+}
+
+/** Seeded rows in [-1, 1). */
+function rows(n, seed) {
+  let s = seed >>> 0 || 1;
+  return Array.from({ length: n }, () =>
+    Array.from({ length: DIM }, () => {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      return ((s >>> 0) / 4294967296) * 2 - 1;
+    }),
+  );
+}
+
+async function serverSearch(server, query, k) {
+  const r = await api(server, 'POST', '/v1/collections/docs/search', { vectors: [query], k, consistency: 'strong' }, READ_KEY);
+  return r.results[0];
+}
+
+/** A fetch that records every URL it is asked for. */
+function recordingFetch() {
+  const urls = [];
+  const f = (url, init) => {
+    urls.push(String(url));
+    return fetch(url, init);
+  };
+  f.urls = urls;
+  f.snapshots = () => urls.filter((u) => new URL(u).pathname.endsWith('/snapshot')).length;
+  return f;
+}
+
+test('a synced cache follows the real server, goes offline with it and comes back from its file', async (t) => {
+  const file = path.join(tmp, 'docs.pxc');
+  const data = rows(N, 7);
+  let server = await startServer();
+  let cache;
+  try {
+    await api(server, 'PUT', '/v1/collections/docs', { dim: DIM, metric: 'l2' });
+    const ids = Array.from({ length: N }, (_, i) => i + 1);
+    await api(server, 'POST', '/v1/collections/docs/vectors', { ids, vectors: data });
+
+    const f = recordingFetch();
+    cache = await VectorCache.open({
+      server: server.url, collection: 'docs', key: READ_KEY, live: true, persist: file, persistDelayMs: 100, fetch: f,
+    });
+    await t.test('cold start: one snapshot, every vector, the same answers as the server', async () => {
+      assert.equal(f.snapshots(), 1);
+      assert.equal(cache.cache.len, N);
+      assert.ok(cache.complete);
+      assert.ok(cache.watermark >= N, `watermark ${cache.watermark}`);
+      assert.equal(typeof cache.handle, 'string');
+      for (const i of [0, 17, 123, 299]) {
+        const q = data[i].map((x) => x + 0.01);
+        const local = cache.search(Float32Array.from(q), 5);
+        const remote = await serverSearch(server, q, 5);
+        assert.deepEqual(local.map((h) => h.id), remote.map((h) => h.id), `query ${i}`);
+        local.forEach((h, j) => assert.ok(Math.abs(h.score - remote[j].score) < 1e-4, `query ${i} hit ${j}`));
+      }
+      const r = await cache.searchLocalOrRemote(Float32Array.from(data[5]), 3);
+      assert.equal(r.source, 'local');
+      assert.equal(r.hits[0].id, 6);
+      await waitFor(() => cache.state === 'live', 5000, 'the live long-poll');
+    });
+
+    await t.test('live: a delete and upserts on the server are local within 1 s', async () => {
+      const moved = data[9].map((x) => -x);
+      const start = Date.now();
+      await api(server, 'POST', '/v1/collections/docs/delete', { ids: [5] });
+      await api(server, 'POST', '/v1/collections/docs/vectors', { ids: [10, 1000], vectors: [moved, data[4]] });
+      await waitFor(() => cache.cache.has(1000) && !cache.cache.has(5), 1000, 'the changes to arrive');
+      assert.ok(Date.now() - start <= 1000);
+      assert.deepEqual(Array.from(cache.cache.get(10)), Array.from(Float32Array.from(moved)));
+      assert.equal(cache.cache.len, N);
+      const q = Float32Array.from(data[4]);
+      const local = cache.search(q, 3).map((h) => h.id).sort((a, b) => a - b);
+      const remote = (await serverSearch(server, data[4], 3)).map((h) => h.id).sort((a, b) => a - b);
+      assert.deepEqual(local, remote);
+      // More writes and syncs: the deleted id never comes back.
+      await api(server, 'POST', '/v1/collections/docs/vectors', { ids: [2000], vectors: [data[0]] });
+      await cache.sync();
+      await waitFor(() => cache.cache.has(2000), 1000, 'id 2000');
+      assert.equal(cache.cache.has(5), false);
+      assert.ok(!cache.search(Float32Array.from(data[4]), 10).some((h) => h.id === 5));
+      await waitFor(() => cache.lastPersistAt !== null && cache.lastPersistAt > start, 3000, 'the persisted blob');
+    });
+
+    await t.test('server killed: searches answer locally, marked offline', async () => {
+      const watermark = cache.watermark;
+      await server.kill();
+      await waitFor(() => cache.state === 'offline', 5000, 'the cache to notice');
+      const r = await cache.searchLocalOrRemote(Float32Array.from(data[20]), 3, { maxStalenessMs: 0 });
+      assert.equal(r.source, 'local');
+      assert.equal(r.offline, true);
+      assert.equal(r.hits[0].id, 21);
+      assert.equal(cache.watermark, watermark);
+      await cache.close();
+    });
+
+    await t.test('reopened while the server is down: restored from the file, no snapshot', async () => {
+      const g = recordingFetch();
+      const back = await VectorCache.open({ server: server.url, collection: 'docs', key: READ_KEY, persist: file, fetch: g });
+      assert.equal(g.snapshots(), 0);
+      assert.equal(back.state, 'offline');
+      assert.equal(back.watermark, cache.watermark);
+      assert.equal(back.handle, cache.handle);
+      assert.ok(back.cache.has(2000) && back.cache.has(1000) && !back.cache.has(5));
+      const r = await back.searchLocalOrRemote(Float32Array.from(data[20]), 3);
+      assert.deepEqual([r.source, r.offline, r.hits[0].id], ['local', true, 21]);
+      await back.close();
+    });
+
+    await t.test('server restarted on the same data: the file catches up by changes, same handle', async () => {
+      server = await startServer();
+      await api(server, 'POST', '/v1/collections/docs/delete', { ids: [1000] });
+      const g = recordingFetch();
+      const back = await VectorCache.open({ server: server.url, collection: 'docs', key: READ_KEY, persist: file, fetch: g });
+      assert.equal(g.snapshots(), 0, `requests: ${g.urls.join(' ')}`);
+      assert.equal(back.handle, cache.handle);
+      assert.ok(!back.cache.has(1000) && !back.cache.has(5) && back.cache.has(2000));
+      assert.equal(back.state, 'online');
+      const r = await back.searchLocalOrRemote(Float32Array.from(data[30]), 3, { maxStalenessMs: 0 });
+      assert.equal(r.source, 'server');
+      assert.equal(r.hits[0].id, 31);
+      await back.close();
+    });
+  } finally {
+    if (cache) await cache.close().catch(() => {});
+    await server.stop();
+  }
+});
