@@ -12,6 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { FakeServer, loadPackage } from './sync-helpers.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 const pkgs = { node: path.join(repo, 'target', 'wasm-pkg', 'node'), web: path.join(repo, 'target', 'wasm-pkg', 'web') };
@@ -88,8 +90,14 @@ function findChromium() {
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm' };
 
-/** Serves the installed web package under /pkg/ and the fixtures under /fixtures/; resolves with the POSTed result. */
+/**
+ * Serves the installed web package under /pkg/, the fixtures under /fixtures/ and a fake
+ * Proxima server with a collection "docs" of 20 vectors under /v1/ (same origin: no CORS);
+ * resolves with the POSTed result.
+ */
 function serve() {
+  const fake = new FakeServer(loadPackage(), { dim: 8 });
+  for (let i = 0; i < 20; i++) fake.upsert(i, Array.from({ length: 8 }, (_, j) => (i === j ? 1 : 0) + i / 100));
   let deliver;
   const result = new Promise((resolve) => (deliver = resolve));
   const roots = {
@@ -105,6 +113,10 @@ function serve() {
         res.end('ok');
         deliver(JSON.parse(body));
       });
+      return;
+    }
+    if (url.pathname.startsWith('/v1/')) {
+      fake.respond(req, res);
       return;
     }
     if (url.pathname === '/favicon.ico') {
@@ -125,7 +137,7 @@ function serve() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, result })));
 }
 
-test('web package in headless Chromium: init() fetches the module, saveCache/loadCache in IndexedDB', async (t) => {
+test('web package in headless Chromium: init() fetches the module, saveCache/loadCache in IndexedDB, VectorCache.open', async (t) => {
   const chromium = findChromium();
   if (!chromium) {
     t.skip('no chromium on PATH (scripts/setup.sh installs it)');
@@ -167,4 +179,6 @@ test('web package in headless Chromium: init() fetches the module, saveCache/loa
   await t.test('init() in the page', () => assert.ok(outcome.init.ok, outcome.init.error));
   await t.test('IndexedDB helpers with a stand-in cache', () => assert.ok(outcome.persistFake.ok, outcome.persistFake.error));
   await t.test('VectorCache saved and loaded through IndexedDB', () => assert.ok(outcome.persistReal.ok, outcome.persistReal.error));
+  await t.test('VectorCache.open: a synced cache persisted in IndexedDB, restored without a snapshot', () =>
+    assert.ok(outcome.syncIndexedDb.ok, outcome.syncIndexedDb.error));
 });

@@ -125,7 +125,7 @@ export class FakeServer {
     this.seq = 0;
     this.horizon = 0;
     this.waiters = new Set();
-    this.server = http.createServer((req, res) => this.#serve(req, res));
+    this.server = http.createServer((req, res) => this.respond(req, res));
   }
 
   async start() {
@@ -184,7 +184,8 @@ export class FakeServer {
     this.#json(res, status, { error: { code, message: `${code} (fake server)` }, ...extra });
   }
 
-  async #serve(req, res) {
+  /** Answers one request (also usable from another server's handler). */
+  async respond(req, res) {
     this.requests.push({ method: req.method, url: req.url, authorization: req.headers.authorization, at: Date.now() });
     if (this.mode === 'down') {
       req.socket.destroy();
