@@ -131,7 +131,7 @@ test('persist: one blob, restored without a snapshot download, offline when the 
   }
 });
 
-test('snapshot_required: a recreated collection or a truncated log reloads the snapshot', async () => {
+test('snapshot_required: a recreated collection or a truncated log reloads the snapshot; no reload loop', async () => {
   const server = await fakeWith(10);
   try {
     const sc = await VectorCache.open({ server: server.url, collection: 'docs' });
@@ -154,6 +154,22 @@ test('snapshot_required: a recreated collection or a truncated log reloads the s
     assert.equal(sc.watermark, 1);
     assert.deepEqual(sc.cache.ids(), [500]);
     await sc.close();
+
+    // A server that asks for a snapshot after every snapshot: sync() gives up after 3 reloads,
+    // the live loop backs off between rounds instead of downloading in a loop.
+    server.mode = 'reload';
+    const looped = await VectorCache.open({ server: server.url, collection: 'docs' }).catch((e) => e);
+    assert.equal(looped.code, 'snapshot_required');
+    server.mode = 'up';
+    const live = await VectorCache.open({ server: server.url, collection: 'docs', live: true });
+    const from = server.count('/snapshot');
+    server.mode = 'reload';
+    server.upsert(501, vec(501)); // wakes the long-poll
+    await new Promise((r) => setTimeout(r, 1500));
+    const downloads = server.count('/snapshot') - from;
+    assert.ok(downloads >= 3 && downloads <= 6, `${downloads} snapshots in 1.5 s`);
+    assert.equal(live.lastError.code, 'snapshot_required');
+    await live.close();
   } finally {
     await server.stop();
   }

@@ -109,7 +109,8 @@ export function snapshotEnvelope({ collection, handle, dim, metric, seq, count, 
 
 /**
  * One collection served over HTTP as the Proxima server does (changes, snapshot, search), with
- * knobs for the tests: `mode` ('up', 'down': connections dropped, 'error': 503), `key` (the
+ * knobs for the tests: `mode` ('up', 'down': connections dropped, 'error': 503, 'reload':
+ * every change request answers 409 snapshot_required), `key` (the
  * bearer key required), `requests` (every request's method and URL), `truncate()` (forget the
  * change log, as WAL truncation does) and `recreate()` (drop and create: a new handle).
  */
@@ -209,7 +210,8 @@ export class FakeServer {
     const since = Number(params.get('since'));
     const limit = Number(params.get('limit') || 1000);
     const handle = params.get('handle');
-    const stale = () => (handle !== null && handle !== this.handle) || since < this.horizon || since > this.seq;
+    const stale = () =>
+      this.mode === 'reload' || (handle !== null && handle !== this.handle) || since < this.horizon || since > this.seq;
     if (stale()) return this.#error(res, 409, 'snapshot_required', { handle: this.handle, horizon: this.horizon });
     if (params.get('live') === 'true' && since === this.seq) {
       const timeout = Number(params.get('timeout_ms') || 20000);

@@ -26,7 +26,8 @@ const STORAGES = ['f32', 'sq8', 'sq8_rerank'];
 const DEFAULT_MAX_STALENESS_MS = 5000;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30000;
-// Snapshot reloads one sync() may do before it gives up (the server keeps asking for one).
+// Snapshot reloads in a row before a sync() gives up, or the live loop backs off: a server that
+// asks for a snapshot after every snapshot must not be answered with a download loop.
 const MAX_RELOADS = 3;
 // What the persisted record's meta says: a blob of toSnapshot(), and which collection.
 const PERSIST_FORMAT = 'proxima-sync-1';
@@ -387,11 +388,17 @@ class SyncedCache {
   /** The live loop: long-polls until close(); on errors, backs off 0.5 s doubling to 30 s, with jitter. */
   async #followLive() {
     let backoff = 0;
+    let reloads = 0;
     while (!this.#closed) {
       const started = Date.now();
       try {
         const step = await this.#pull(true);
         if (this.#closed) break;
+        // A server that asks for a snapshot after every snapshot is backed off like an error.
+        reloads = step.reloaded ? reloads + 1 : 0;
+        if (reloads > MAX_RELOADS) {
+          throw coded('snapshot_required', `the server asked for a new snapshot ${reloads} times in a row`);
+        }
         backoff = 0;
         if (step.moved || step.reloaded) this.#changed();
         if (!step.hasMore) {
