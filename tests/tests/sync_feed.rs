@@ -316,3 +316,19 @@ fn a_snapshot_is_the_cache_index_and_the_feed_continues_from_it() {
     );
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn a_shutdown_answers_live_waiters_instead_of_waiting_for_their_timeout() {
+    let s = Server::start(&["--no-embed"]);
+    s.wait_ready();
+    create(&s, "bye");
+    let url = s.url("/v1/collections/bye/changes?since=0&live=true&timeout_ms=60000");
+    let waiter = std::thread::spawn(move || http("GET", &url, None));
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert_eq!(s.terminate(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let r = waiter.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["records"], json!([]));
+}

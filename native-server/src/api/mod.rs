@@ -75,6 +75,9 @@ pub struct AppState {
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub max_embed_texts: usize,
+    /// Set once the server stops accepting requests: live feed requests answer at once
+    /// instead of holding the shutdown up for their timeout.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
             metrics: Metrics::new(),
             max_body_bytes: config.max_body_bytes,
             max_embed_texts: config.max_embed_texts,
+            stopping: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -132,6 +136,11 @@ pub async fn bind(
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
     let server = warp::serve(routes(state))
         .incoming(listener)
         .graceful(shutdown)

@@ -127,14 +127,21 @@ pub async fn wait_for_changes(state: &AppState, call: &Call) {
     let Some(col) = state.engine().and_then(|e| e.collection(call.name()).ok()) else {
         return;
     };
-    if check_handle(&col, &q).is_err() {
+    // A stale handle, or a `since` past every acknowledged write, is answered at once (409).
+    if check_handle(&col, &q).is_err() || q.since > col.committed_seq() {
         return;
     }
     let mut rx = col.changes().subscribe();
     drop(col);
+    let mut stopping = state.stopping.subscribe();
     let _waiter = state.metrics.live_waiter();
     let since = q.since;
-    let _ = tokio::time::timeout(q.timeout, rx.wait_for(|h| h.seq != since || !h.open)).await;
+    let changed = rx.wait_for(|h| h.seq > since || !h.open);
+    tokio::select! {
+        _ = tokio::time::timeout(q.timeout, changed) => {}
+        // A shutdown answers every waiter at once (an empty batch: the client comes back).
+        _ = stopping.wait_for(|s| *s) => {}
+    }
 }
 
 fn accepts_binary(c: &Call) -> bool {

@@ -694,6 +694,24 @@ mod tests {
     }
 
     #[test]
+    fn changes_older_than_the_age_bound_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_records: u64::MAX,
+            max_bytes: 8 << 10,
+            max_age: Duration::ZERO,
+        };
+        let log = ChangeLog::open(dir.path(), 2, retention, 0).unwrap();
+        for i in 0..100u64 {
+            log.append(&up(i + 1, &[i])).unwrap();
+        }
+        // Every closed file is older than zero seconds; the current one stays.
+        let st = log.stats();
+        assert_eq!(st.files, 1, "{st:?}");
+        assert!(st.horizon > 0 && st.head == 100, "{st:?}");
+    }
+
+    #[test]
     fn a_gap_restarts_the_log_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let log = ChangeLog::open(dir.path(), 2, Retention::default(), 0).unwrap();
