@@ -71,7 +71,7 @@ pub struct ChangeBatch {
 
 impl ChangeBatch {
     /// Checks the batch's invariants: sequences strictly increasing within `(since, until]`,
-    /// and vectors of dimension `dim` with finite values.
+    /// and one vector of exactly `dim` finite values per upsert.
     pub fn validate(&self, dim: usize) -> Result<()> {
         if self.until < self.since {
             return Err(Error::Malformed {
@@ -92,6 +92,13 @@ impl ChangeBatch {
             }
             last = r.seq;
             if let Change::Upsert { vector, .. } = &r.change {
+                // One row per record: exactly `dim` values.
+                if vector.len() != dim {
+                    return Err(Error::DimensionMismatch {
+                        expected: dim,
+                        got: vector.len(),
+                    });
+                }
                 crate::validate::check_vectors(vector, dim, "vector")?;
             }
         }

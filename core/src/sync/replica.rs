@@ -239,5 +239,13 @@ mod tests {
         // validate refuses the whole batch before anything is applied.
         assert!(r.apply(&mut ix, &b).is_err());
         assert_eq!(r.watermark, 3);
+        // Two rows in one record is as wrong as one value.
+        b.records[2].change = Change::Upsert {
+            id: 2,
+            vector: vec![1.0, 2.0, 3.0, 4.0],
+        };
+        let e = r.apply(&mut ix, &b).unwrap_err();
+        assert_eq!(e.code(), "dimension_mismatch");
+        assert!(ix.is_empty());
     }
 }
