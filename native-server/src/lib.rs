@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod dataset;
+pub mod demo;
 pub mod embed;
 pub mod engine;
 pub mod index;

@@ -59,10 +59,19 @@ impl Server {
     }
 
     /// Starts a server on `127.0.0.1:0` over an existing data dir.
+    ///
+    /// Without the demo (which would embed the Debian package list in the background) unless
+    /// `extra_args` mention it.
     pub fn start_in(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Server {
+        let demo_asked = extra_args.iter().any(|a| a.starts_with("--demo"));
         let mut child = Command::new(proxima_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
+            .args(if demo_asked {
+                &[][..]
+            } else {
+                &["--no-demo"][..]
+            })
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -10,9 +10,11 @@
 //! * [`auth`] — write and read-only API keys;
 //! * [`metrics`] — Prometheus metrics;
 //! * [`openapi`] — the OpenAPI 3 document;
-//! * [`sync`] — the change feed (live long-polls wait on the reactor) and cache snapshots.
+//! * [`sync`] — the change feed (live long-polls wait on the reactor) and cache snapshots;
+//! * `demo` — the demo's status and documents; [`web`] — the page and the web package.
 
 pub mod auth;
+mod demo;
 pub mod errors;
 mod handlers;
 pub mod json_rows;
@@ -21,6 +23,7 @@ pub mod openapi;
 pub mod routes;
 pub mod sync;
 pub mod types;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +36,7 @@ pub use auth::{Access, Keys};
 pub use errors::ApiError;
 pub use metrics::Metrics;
 
+use crate::demo::Demo;
 use crate::embed::Embedder;
 use crate::engine::Engine;
 
@@ -47,6 +51,8 @@ pub struct ApiConfig {
     pub keys: Keys,
     pub max_body_bytes: usize,
     pub max_embed_texts: usize,
+    /// The browser page and web package to serve at `/` and `/pkg/`.
+    pub web: web::WebFiles,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +61,7 @@ impl Default for ApiConfig {
             keys: Keys::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_embed_texts: DEFAULT_MAX_EMBED_TEXTS,
+            web: web::WebFiles::default(),
         }
     }
 }
@@ -78,6 +85,8 @@ pub struct AppState {
     /// Set once the server stops accepting requests: live feed requests answer at once
     /// instead of holding the shutdown up for their timeout.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    pub web: web::WebFiles,
+    demo: OnceLock<Arc<Demo>>,
 }
 
 impl AppState {
@@ -90,6 +99,8 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             max_embed_texts: config.max_embed_texts,
             stopping: tokio::sync::watch::Sender::new(false),
+            web: config.web,
+            demo: OnceLock::new(),
         }
     }
 
@@ -106,6 +117,15 @@ impl AppState {
     /// The engine, or 503 `not_ready`.
     pub fn engine_or_503(&self) -> Result<Arc<Engine>, ApiError> {
         self.engine().ok_or_else(ApiError::not_ready)
+    }
+
+    /// Hands the demo over (when the server runs one).
+    pub fn set_demo(&self, demo: Arc<Demo>) {
+        let _ = self.demo.set(demo);
+    }
+
+    pub fn demo(&self) -> Option<Arc<Demo>> {
+        self.demo.get().cloned()
     }
 
     /// Records the outcome of loading the embedding model.
@@ -146,6 +166,17 @@ pub async fn bind(
         .graceful(shutdown)
         .run();
     Ok((local, server))
+}
+
+/// `bytes` gzip-compressed (level 6).
+pub fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 2),
+        flate2::Compression::default(),
+    );
+    enc.write_all(bytes)?;
+    enc.finish()
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -55,6 +55,7 @@ fn schemas() -> Value {
         },
         "WriteAck": {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"}}, "seq": {"type": "integer"}}},
         "DeleteRequest": {"type": "object", "required": ["ids"], "properties": {"ids": {"type": "array", "items": {"type": "integer"}}}},
+        "DemoDoc": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 200}, "description": {"type": "string", "maxLength": 2000}}},
         "SearchRequest": {
             "type": "object",
             "required": ["vectors"],

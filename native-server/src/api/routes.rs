@@ -83,6 +83,10 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/collections/{name}/flush", Write, None, h::flush, "Seal growing segments and checkpoint (WAL truncated)."),
     route!(POST "/v1/collections/{name}/compact", Write, None, h::compact, "Flush, then rewrite sealed segments without their deleted rows."),
     route!(GET "/v1/collections/{name}/changes", Read, None, super::sync::changes, "The change feed for caches: upserts (with vectors) and deletes with since < seq <= until (?since=&limit= up to 10000, &handle=, &live=true&timeout_ms= to long-poll); JSON, or the binary frame with Accept: application/octet-stream. 409 snapshot_required (with the current handle and horizon) when the changes after since are not retained or the handle differs."),
+    route!(GET "/v1/demo", Open, None, super::demo::status, "The demo: whether it runs, its build state and progress, and the settings its page uses."),
+    route!(GET "/v1/demo/docs", Read, None, super::demo::docs, "The demo's documents as [[id, name, description], ...] (all, gzip-compressed when accepted; or ?ids=1,2,3)."),
+    route!(POST "/v1/demo/docs", Write, Some("DemoDoc"), super::demo::add, "Add a document to the demo: {name, description} is embedded and inserted; answers its new id."),
+    route!(DELETE "/v1/demo/docs/{id}", Write, None, super::demo::delete, "Delete a document of the demo (its vector and its text)."),
     route!(GET "/v1/collections/{name}/snapshot", Read, None, super::sync::snapshot, "A cache snapshot: the collection's live rows as the cache's HNSW in its byte format, behind a header with the sequence and handle (?storage=f32|sq8|sq8_rerank, ?limit= highest ids, ?id_min=&id_max=). 413 snapshot_too_large above --snapshot-max-bytes."),
 ];
 
@@ -263,13 +267,17 @@ where
     response
 }
 
-/// All routes, with rejections (unknown route, wrong method) answered as JSON errors.
+/// All routes, then the page's static files, with rejections (unknown route, wrong method)
+/// answered as JSON errors.
 pub fn all(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let mut routes = ROUTES.iter();
     let first = routes.next().expect("the route table is not empty");
     let mut f = endpoint(state.clone(), first);
     for r in routes {
         f = f.or(endpoint(state.clone(), r)).unify().boxed();
+    }
+    if let Some(files) = super::web::files(&state.web) {
+        f = f.or(files).unify().boxed();
     }
     f.recover(super::errors::recover).unify().boxed()
 }

@@ -13,7 +13,9 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::api::web::WebFiles;
 use crate::api::{self, ApiConfig, AppState, Keys};
+use crate::demo::{DemoConfig, DemoMode};
 use crate::embed::{default_model_dir, Embedder};
 use crate::engine::{Engine, EngineConfig, FsyncPolicy};
 use crate::index::faiss_backend;
@@ -98,6 +100,23 @@ pub struct ServeArgs {
     /// Largest cache snapshot served, in bytes; larger ones answer 413 [default: 268435456].
     #[arg(long, env = "PROXIMA_SNAPSHOT_MAX_BYTES")]
     pub snapshot_max_bytes: Option<u64>,
+    /// Build and serve the demo collection even on a data directory with other collections
+    /// (by default only an empty data directory, or one with the demo, gets it).
+    #[arg(long, conflicts_with = "no_demo")]
+    pub demo: bool,
+    /// No demo collection.
+    #[arg(long, env = "PROXIMA_NO_DEMO")]
+    pub no_demo: bool,
+    /// Build the demo from the first N texts of the seeded split [default: all, about 62,000].
+    #[arg(long, env = "PROXIMA_DEMO_LIMIT")]
+    pub demo_limit: Option<usize>,
+    /// Directory of the page served at `/` [default: ./web-demo when it exists].
+    #[arg(long, env = "PROXIMA_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Directory of the web package served at `/pkg/` [default: ./target/wasm-pkg/web when it
+    /// exists; `scripts/build-wasm.sh` builds it].
+    #[arg(long, env = "PROXIMA_WEB_PKG")]
+    pub web_pkg: Option<PathBuf>,
 }
 
 /// The `--config` file.
@@ -127,6 +146,10 @@ pub struct FileConfig {
     pub changes_retain_bytes: Option<u64>,
     pub changes_retain_secs: Option<u64>,
     pub snapshot_max_bytes: Option<u64>,
+    pub demo: Option<bool>,
+    pub demo_limit: Option<usize>,
+    pub web_dir: Option<PathBuf>,
+    pub web_pkg: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -144,6 +167,7 @@ pub struct Settings {
     pub model_dir: Option<PathBuf>,
     pub api: ApiConfig,
     pub engine: EngineConfig,
+    pub demo: DemoConfig,
 }
 
 fn parse_fsync(s: &str) -> anyhow::Result<FsyncPolicy> {
@@ -251,15 +275,45 @@ impl Settings {
             max_body_bytes >= 1024,
             "max_body_bytes must be at least 1024"
         );
+        let demo_mode = if args.no_demo || file.demo == Some(false) {
+            DemoMode::Off
+        } else if args.demo || file.demo == Some(true) {
+            DemoMode::On
+        } else if args.no_embed || file.embed == Some(false) {
+            // The page embeds its queries with the server's model.
+            DemoMode::Off
+        } else {
+            DemoMode::Auto
+        };
+        let demo_limit = args.demo_limit.or(file.demo_limit);
+        anyhow::ensure!(demo_limit != Some(0), "demo_limit must be at least 1");
+        let mut web = WebFiles::from_current_dir();
+        if let Some(d) = args.web_dir.or(file.web_dir) {
+            anyhow::ensure!(
+                d.join("index.html").is_file(),
+                "web_dir {} has no index.html",
+                d.display()
+            );
+            web.dir = Some(d);
+        }
+        if let Some(d) = args.web_pkg.or(file.web_pkg) {
+            anyhow::ensure!(d.is_dir(), "web_pkg {} is not a directory", d.display());
+            web.pkg = Some(d);
+        }
         Ok(Self {
             listen,
             model_dir,
+            demo: DemoConfig {
+                mode: demo_mode,
+                limit: demo_limit,
+            },
             api: ApiConfig {
                 keys: Keys::new(
                     args.write_key.or(file.write_key),
                     args.read_key.or(file.read_key),
                 ),
                 max_body_bytes,
+                web,
                 ..ApiConfig::default()
             },
             engine,
@@ -341,6 +395,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         }
     });
+    if state.web.dir.is_some() {
+        tracing::info!(page = %format!("http://{addr}/"), pkg = state.web.pkg.is_some(), "serving the page");
+    }
+    crate::demo::build::start(
+        state.clone(),
+        data_dir.join("demo"),
+        settings.demo.mode,
+        settings.demo.limit,
+    );
     let loading = state.clone();
     match settings.model_dir.clone() {
         Some(dir) => {

@@ -37,8 +37,8 @@ pub use build::{
 };
 pub use manifest::Manifest;
 pub use source::{
-    debian_packages, parse_dumpavail, parse_jsonl, read_jsonl, shuffled, split, Record,
-    DEBIAN_PACKAGES, DEBIAN_QUESTIONS,
+    debian_packages, fingerprint, parse_dumpavail, parse_jsonl, read_jsonl, shuffled, split,
+    Record, DEBIAN_PACKAGES, DEBIAN_QUESTIONS,
 };
 
 /// File names inside a dataset directory.

@@ -33,7 +33,7 @@ pub use collection::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchR
 pub use config::{EngineConfig, FsyncPolicy};
 pub use error::{EngineError, EngineResult, ErrorKind};
 pub use schema::{validate_name, CollectionSchema};
-pub use segment::{requeried_queries, SegmentIndexInfo, SegmentInfo};
+pub use segment::{requeried_queries, write_file_atomic, SegmentIndexInfo, SegmentInfo};
 
 use builder::IndexBuilder;
 use search_pool::SearchPool;

@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub bytes: Vec<u8>,
     pub built_at: Instant,
     pub build_time: Duration,
+    /// `bytes` gzip-compressed, made by the first request that takes gzip.
+    pub gzip: std::sync::OnceLock<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -201,6 +203,7 @@ impl Collection {
             header,
             built_at: Instant::now(),
             build_time: started.elapsed(),
+            gzip: Default::default(),
         }))
     }
 
@@ -248,6 +251,7 @@ impl Collection {
             bytes,
             built_at: Instant::now(),
             build_time: started.elapsed(),
+            gzip: Default::default(),
         })
     }
 
