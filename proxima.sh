@@ -14,6 +14,12 @@ case "$cmd" in
     bash scripts/setup.sh native
     step "cargo build --release (first build compiles FAISS: ~5 minutes)"
     cargo build --release -p proxima-server --bin proxima
+    # The page at / imports the web package from /pkg/: (re)build it when its sources changed.
+    pkg=target/wasm-pkg/web/index.js
+    if [ ! -f "$pkg" ] || [ -n "$(find core/src core/Cargo.toml wasm/src wasm/js wasm/Cargo.toml scripts/build-wasm.sh -newer "$pkg" -print -quit)" ]; then
+      step "the web package for the page (scripts/build-wasm.sh)"
+      bash scripts/build-wasm.sh
+    fi
     exec ./target/release/proxima serve --data-dir "${PROXIMA_DATA_DIR:-./data}" "$@"
     ;;
   test)
