@@ -63,7 +63,7 @@ impl Server {
     /// Without the demo (which would embed the Debian package list in the background) unless
     /// `extra_args` mention it.
     pub fn start_in(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Server {
-        let demo_asked = extra_args.iter().any(|a| a.starts_with("--demo"));
+        let demo_asked = extra_args.iter().any(|a| a.contains("demo"));
         let mut child = Command::new(proxima_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())

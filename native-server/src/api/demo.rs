@@ -36,7 +36,12 @@ pub fn accepts_gzip(c: &Call) -> bool {
 
 /// `GET /v1/demo`.
 pub fn status(s: &AppState, _: &Call) -> Answer {
-    let status = s.demo().map_or_else(Demo::off, |d| d.status());
+    let pending = s.demo_pending.load(std::sync::atomic::Ordering::SeqCst);
+    let status = match s.demo() {
+        Some(d) => d.status(),
+        None if pending => Demo::waiting(),
+        None => Demo::off(),
+    };
     json(StatusCode::OK, &status)
 }
 

@@ -87,6 +87,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     pub web: web::WebFiles,
     demo: OnceLock<Arc<Demo>>,
+    /// The demo may still start (its thread has not decided yet).
+    pub demo_pending: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -101,6 +103,7 @@ impl AppState {
             stopping: tokio::sync::watch::Sender::new(false),
             web: config.web,
             demo: OnceLock::new(),
+            demo_pending: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -42,6 +42,12 @@ pub fn start(state: Arc<AppState>, dir: PathBuf, mode: DemoMode, limit: Option<u
     if mode == DemoMode::Off {
         return;
     }
+    let pending = |on: bool| {
+        state
+            .demo_pending
+            .store(on, std::sync::atomic::Ordering::SeqCst)
+    };
+    pending(true);
     let spawned = std::thread::Builder::new()
         .name("demo-build".into())
         .spawn(move || {
@@ -49,12 +55,14 @@ pub fn start(state: Arc<AppState>, dir: PathBuf, mode: DemoMode, limit: Option<u
             let exists = engine.collection(COLLECTION).is_ok();
             if mode == DemoMode::Auto && !exists && !engine.list().is_empty() {
                 tracing::info!("demo: off (the data directory has other collections; --demo builds it anyway)");
+                state.demo_pending.store(false, std::sync::atomic::Ordering::SeqCst);
                 return;
             }
             let demo = match Demo::open(&dir) {
                 Ok(d) => Arc::new(d),
                 Err(e) => {
                     tracing::error!(dir = %dir.display(), error = %e, "demo: cannot open its documents");
+                    state.demo_pending.store(false, std::sync::atomic::Ordering::SeqCst);
                     return;
                 }
             };

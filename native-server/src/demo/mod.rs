@@ -96,6 +96,16 @@ impl Demo {
         &self.docs
     }
 
+    /// The status before the demo has decided whether it runs (the data directory is opening).
+    pub fn waiting() -> DemoStatus {
+        DemoStatus {
+            enabled: true,
+            state: "waiting",
+            message: "waiting for the data directory to open".into(),
+            ..Self::off()
+        }
+    }
+
     /// The status of a server without the demo.
     pub fn off() -> DemoStatus {
         DemoStatus {
