@@ -6,7 +6,7 @@
 //   node --test tests/wasm-node/sync.test.mjs
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -212,3 +212,107 @@ test('a synced cache follows the real server, goes offline with it and comes bac
     await server.stop();
   }
 });
+
+/**
+ * The Debian subset of 20,000 real MiniLM vectors the Rust tests use (`debian_subset(20000)`,
+ * cached under the target directory or the system temp directory); built with the CLI, with
+ * the same parameters, when absent.
+ */
+function realDataset() {
+  const candidates = [];
+  if (process.env.PROXIMA_TEST_DATASETS) candidates.push(process.env.PROXIMA_TEST_DATASETS);
+  if (fs.existsSync(path.join(repo, 'target', 'CACHEDIR.TAG'))) candidates.push(path.join(repo, 'target', 'test-datasets'));
+  candidates.push(path.join(os.tmpdir(), 'proxima', 'test-datasets'));
+  for (const dir of candidates) {
+    const d = path.join(dir, 'debian-20000');
+    if (fs.existsSync(path.join(d, 'manifest.json'))) return d;
+  }
+  const out = path.join(candidates[0], 'debian-20000');
+  const r = spawnSync(BIN, ['dataset', 'build', 'debian-packages', '--limit', '20000', '--held-out', '200', '--out', out], {
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, `building ${out}:\n${r.stderr}`);
+  return out;
+}
+
+test('10,000 real vectors: cold start from the snapshot, live deletes and upserts, offline, reload from the file', async (t) => {
+  const dataset = realDataset();
+  const file = path.join(tmp, 'real.pxc');
+  let server = await startServer();
+  let cache;
+  try {
+    const imp = spawnSync(
+      BIN,
+      ['import', dataset, '--collection', 'real', '--limit', '10000', '--server', server.url, '--key', WRITE_KEY, '--flush'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(imp.status, 0, imp.stderr);
+    const f = recordingFetch();
+    const started = Date.now();
+    cache = await VectorCache.open({
+      server: server.url, collection: 'real', key: READ_KEY, live: true, persist: file, persistDelayMs: 100, fetch: f,
+    });
+    const coldMs = Date.now() - started;
+    await t.test(`cold start (${coldMs} ms, the server building its snapshot included): one snapshot, all 10,000`, async () => {
+      assert.equal(f.snapshots(), 1);
+      assert.equal(cache.cache.len, 10000);
+      assert.equal(cache.cache.metric, 'cosine');
+      assert.ok(cache.complete);
+    });
+
+    // Queries: stored vectors of the collection (ids spread over it), answered by both.
+    const ids = cache.cache.ids();
+    const queries = ids.filter((_, i) => i % 500 === 7).map((id) => cache.cache.get(id));
+    await t.test('local answers agree with the server (recall@10 against its exact FLAT search)', async () => {
+      let found = 0;
+      for (const q of queries) {
+        const local = new Set(cache.search(q, 10).map((h) => h.id));
+        const remote = await serverSearch2(server, 'real', Array.from(q), 10);
+        found += remote.filter((h) => local.has(h.id)).length;
+      }
+      const recall = found / (queries.length * 10);
+      assert.ok(recall >= 0.95, `recall@10 ${recall}`);
+    });
+
+    await t.test('live: 100 deletes and 10 upserts on the server are local within 1 s, and stay', async () => {
+      await waitFor(() => cache.state === 'live', 5000, 'the live long-poll');
+      const gone = ids.slice(0, 100);
+      const moved = ids.slice(100, 110);
+      const start = Date.now();
+      await api(server, 'POST', '/v1/collections/real/delete', { ids: gone });
+      await api(server, 'POST', '/v1/collections/real/vectors', {
+        ids: moved,
+        vectors: moved.map((_, i) => Array.from(cache.cache.get(gone[i]))),
+      });
+      await waitFor(() => gone.every((id) => !cache.cache.has(id)) && cache.watermark >= 10000 + 110, 1000, 'the changes');
+      assert.ok(Date.now() - start <= 1000, `${Date.now() - start} ms`);
+      assert.equal(cache.cache.len, 9900);
+      for (const q of queries.slice(0, 5)) {
+        assert.ok(!cache.search(q, 10).some((h) => gone.includes(h.id)));
+      }
+      await waitFor(() => cache.lastPersistAt !== null && cache.lastPersistAt > start, 3000, 'the persisted blob');
+    });
+
+    await t.test('server killed: local answers, offline; reopened from the file without a snapshot', async () => {
+      await server.kill();
+      const r = await cache.searchLocalOrRemote(queries[3], 10, { maxStalenessMs: 0 });
+      assert.deepEqual([r.source, r.offline], ['local', true]);
+      await cache.close();
+      const g = recordingFetch();
+      const back = await VectorCache.open({ server: server.url, collection: 'real', key: READ_KEY, persist: file, fetch: g });
+      assert.equal(g.snapshots(), 0);
+      assert.equal(back.cache.len, 9900);
+      assert.equal(back.watermark, cache.watermark);
+      assert.ok(!back.cache.has(ids[0]));
+      await back.close();
+    });
+  } finally {
+    if (cache) await cache.close().catch(() => {});
+    await server.stop();
+  }
+});
+
+async function serverSearch2(server, collection, query, k) {
+  const r = await api(server, 'POST', `/v1/collections/${collection}/search`, { vectors: [query], k, consistency: 'strong' }, READ_KEY);
+  return r.results[0];
+}
