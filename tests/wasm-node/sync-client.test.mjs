@@ -285,3 +285,99 @@ test('the key is sent as a bearer token; server error codes and bad options are 
     await server.stop();
   }
 });
+
+test('onProgress: the snapshot download reported as it arrives (plain, gzip, no length); source and download', async () => {
+  const dim = 64;
+  const server = await new FakeServer(pkg, { dim }).start();
+  for (let i = 0; i < 1500; i++) server.upsert(i, Array.from({ length: dim }, (_, j) => ((i * 31 + j * 7) % 97) - 48));
+  const file = path.join(tmp, 'progress.pxc');
+  try {
+    const open = async (as, extra = {}) => {
+      server.snapshotAs = as;
+      const events = [];
+      const sc = await VectorCache.open({ server: server.url, collection: 'docs', onProgress: (p) => events.push(p), ...extra });
+      return { sc, events };
+    };
+    const checkEvents = (events, total, bytes, what) => {
+      assert.ok(events.length >= 3, `${what}: ${events.length} progress events`);
+      assert.deepEqual(events[0], { phase: 'snapshot', loaded: 0, total }, what);
+      for (let i = 1; i < events.length; i++) {
+        assert.equal(events[i].phase, 'snapshot');
+        assert.equal(events[i].total, total);
+        assert.ok(events[i].loaded > events[i - 1].loaded, `${what}: loaded grows`);
+      }
+      assert.equal(events.at(-1).loaded, bytes, `${what}: the last event has every byte`);
+    };
+
+    // Content-Length: the total from the start.
+    const plain = await open('plain', { persist: file, persistDelayMs: 0 });
+    assert.equal(plain.sc.source, 'snapshot');
+    const d = plain.sc.download;
+    assert.ok(d.bytes > 1500 * dim * 4, `${d.bytes} bytes`);
+    assert.equal(d.wireBytes, d.bytes);
+    assert.ok(d.ms >= 0 && Math.abs(d.at - Date.now()) < 5000);
+    checkEvents(plain.events, d.bytes, d.bytes, 'plain');
+    assert.equal(plain.sc.cache.len, 1500);
+    await plain.sc.close();
+
+    // gzip: the total is x-proxima-bytes (the bytes after decoding), the wire bytes Content-Length.
+    const gz = await open('gzip');
+    checkEvents(gz.events, d.bytes, d.bytes, 'gzip');
+    assert.equal(gz.sc.download.bytes, d.bytes);
+    assert.ok(gz.sc.download.wireBytes < d.bytes, `gzip: ${gz.sc.download.wireBytes} bytes on the wire`);
+    assert.equal(gz.sc.cache.len, 1500);
+    await gz.sc.close();
+
+    // No length at all: total null, every byte still counted.
+    const chunked = await open('chunked');
+    checkEvents(chunked.events, null, d.bytes, 'chunked');
+    await chunked.sc.close();
+
+    // A callback that throws does not fail the download.
+    server.snapshotAs = 'plain';
+    const thrower = await VectorCache.open({ server: server.url, collection: 'docs', onProgress: () => { throw new Error('boom'); } });
+    assert.equal(thrower.cache.len, 1500);
+    await thrower.close();
+
+    // Restored from the file: no download, no progress; a reload the server asks for downloads again.
+    const restored = await open('plain', { persist: file });
+    assert.equal(restored.sc.source, 'persisted');
+    assert.equal(restored.sc.download, null);
+    assert.deepEqual(restored.events, []);
+    server.recreate();
+    server.upsert(7, Array.from({ length: dim }, (_, j) => j + 1));
+    assert.equal((await restored.sc.sync()).reloaded, true);
+    assert.equal(restored.sc.source, 'snapshot');
+    assert.ok(restored.sc.download.bytes > 0 && restored.sc.download.bytes < d.bytes);
+    assert.equal(restored.events.at(-1).loaded, restored.sc.download.bytes);
+    await restored.sc.close();
+
+    await rejectsCode(VectorCache.open({ server: server.url, collection: 'docs', onProgress: 'yes' }), 'invalid_parameter');
+  } finally {
+    await server.stop();
+  }
+});
+
+test('sync(): a live loop waiting out its backoff reconnects as soon as a sync succeeds', async () => {
+  const server = await fakeWith(5);
+  let sc;
+  try {
+    sc = await VectorCache.open({ server: server.url, collection: 'docs', live: true, pollTimeoutMs: 5000 });
+    await waitFor(() => sc.state === 'live', 2000, 'the long-poll');
+    server.mode = 'down';
+    server.server.closeAllConnections();
+    // 0.5, 1, 2 s waits: by 3.5 s the loop sleeps a second or more.
+    await new Promise((r) => setTimeout(r, 3500));
+    assert.equal(sc.state, 'offline');
+    server.mode = 'up';
+    const t0 = Date.now();
+    await sc.sync();
+    await waitFor(() => sc.state === 'live', 1000, 'live right after sync()');
+    assert.ok(Date.now() - t0 < 1000);
+    server.upsert(77, vec(77));
+    await waitFor(() => sc.cache.has(77), 1000, 'a change through the reconnected long-poll');
+  } finally {
+    if (sc) await sc.close();
+    await server.stop();
+  }
+});

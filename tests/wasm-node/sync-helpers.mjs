@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -112,12 +113,15 @@ export function snapshotEnvelope({ collection, handle, dim, metric, seq, count, 
  * knobs for the tests: `mode` ('up', 'down': connections dropped, 'error': 503, 'reload':
  * every change request answers 409 snapshot_required), `key` (the
  * bearer key required), `requests` (every request's method and URL), `truncate()` (forget the
- * change log, as WAL truncation does) and `recreate()` (drop and create: a new handle).
+ * change log, as WAL truncation does), `recreate()` (drop and create: a new handle) and
+ * `snapshotAs` ('plain': Content-Length only; 'gzip': gzip-encoded with `x-proxima-bytes`, as
+ * the server answers browsers; 'chunked': no length at all; each in chunks of 64 KiB).
  */
 export class FakeServer {
   constructor(pkg, { collection = 'docs', dim = 4, metric = 'l2', key } = {}) {
     Object.assign(this, { pkg, collection, dim, metric, key });
     this.mode = 'up';
+    this.snapshotAs = 'plain';
     this.requests = [];
     this.generation = 1;
     this.handle = 'h1';
@@ -254,8 +258,18 @@ export class FakeServer {
     };
     const bytes = snapshotEnvelope(header, cache.toBytes());
     cache.free();
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-proxima-seq': String(this.seq), 'x-proxima-handle': this.handle });
-    res.end(bytes);
+    const headers = { 'content-type': 'application/octet-stream', 'x-proxima-seq': String(this.seq), 'x-proxima-handle': this.handle };
+    let body = bytes;
+    if (this.snapshotAs === 'gzip') {
+      body = zlib.gzipSync(bytes);
+      Object.assign(headers, { 'content-encoding': 'gzip', 'x-proxima-bytes': String(bytes.length), 'content-length': String(body.length) });
+    } else if (this.snapshotAs === 'plain') {
+      headers['content-length'] = String(bytes.length);
+    }
+    res.writeHead(200, headers);
+    // In pieces, so that a reader sees more than one chunk.
+    for (let at = 0; at < body.length; at += 65536) res.write(body.subarray(at, at + 65536));
+    res.end();
   }
 
   /** Exact search, ids as JSON integers (above 2^53 too, as the server writes u64s). */

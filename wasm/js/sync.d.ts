@@ -27,6 +27,34 @@ export interface OpenOptions {
   requestTimeoutMs?: number;
   /** How long after a change the blob is persisted (one write for a burst; default 1000). */
   persistDelayMs?: number;
+  /**
+   * Called as a snapshot downloads (at open, and at a reload the server asks for): first with
+   * `loaded` 0, then after each chunk of the body, and once more when it is complete. Errors it
+   * throws are ignored.
+   */
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface Progress {
+  phase: 'snapshot';
+  /** Bytes of the snapshot received so far (after any content decoding). */
+  loaded: number;
+  /**
+   * The snapshot's size: the server's `x-proxima-bytes` header, else Content-Length when the
+   * body is not content-encoded; null when unknown.
+   */
+  total: number | null;
+}
+
+export interface SnapshotDownload {
+  /** Bytes of the snapshot. */
+  bytes: number;
+  /** Bytes on the wire: the Content-Length of a compressed (gzip) answer, else `bytes`. */
+  wireBytes: number;
+  /** From the request to the last byte, in ms (loading it into the cache not included). */
+  ms: number;
+  /** When it completed (ms since the epoch). */
+  at: number;
 }
 
 export interface SyncResult {
@@ -78,13 +106,23 @@ export class SyncedCache {
   readonly lastSyncAt: number | null;
   /** How far behind the server the cache may be (ms; 0 while a live long-poll is connected). */
   readonly stalenessMs: number;
+  /**
+   * Where the cache's state came from: restored from what was persisted ("persisted", no
+   * snapshot downloaded) or downloaded ("snapshot", at open or at a reload).
+   */
+  readonly source: 'persisted' | 'snapshot';
+  /** The last snapshot download since open, or null when none was needed. */
+  readonly download: SnapshotDownload | null;
   /** The last error of a background step (live loop, persisting), or null. */
   readonly lastError: Error | null;
   /** When the blob was last persisted (ms since the epoch), or null. */
   readonly lastPersistAt: number | null;
   /** Local search. */
   search(query: Float32Array | number[], k: number, options?: SearchOptions): Hit[];
-  /** Pulls changes until the server has no more (reloading the snapshot when it asks for one). */
+  /**
+   * Pulls changes until the server has no more (reloading the snapshot when it asks for one).
+   * When it succeeds, a live loop waiting out a backoff after errors reconnects at once.
+   */
   sync(): Promise<SyncResult>;
   /**
    * Local when the cache is complete and fresh enough, else the server's; local with

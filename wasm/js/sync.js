@@ -20,7 +20,7 @@
 
 const OPTION_NAMES = [
   'server', 'collection', 'key', 'live', 'persist', 'fetch', 'storage',
-  'limit', 'pollTimeoutMs', 'requestTimeoutMs', 'persistDelayMs',
+  'limit', 'pollTimeoutMs', 'requestTimeoutMs', 'persistDelayMs', 'onProgress',
 ];
 const STORAGES = ['f32', 'sq8', 'sq8_rerank'];
 const DEFAULT_MAX_STALENESS_MS = 5000;
@@ -84,6 +84,8 @@ function readOptions(options) {
     throw invalid('fetch', options.fetch == null ? 'no global fetch here: pass a fetch function' : 'must be a function');
   }
   if (options.live !== undefined && typeof options.live !== 'boolean') throw invalid('live', 'must be true or false');
+  const onProgress = options.onProgress === null ? undefined : options.onProgress;
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress', 'must be a function');
   return {
     server,
     collection: text('collection', true),
@@ -97,7 +99,59 @@ function readOptions(options) {
     pollTimeoutMs: whole('pollTimeoutMs', 20000, 1, 60000),
     requestTimeoutMs: whole('requestTimeoutMs', 30000, 1, 3600000),
     persistDelayMs: whole('persistDelayMs', 1000, 0, 3600000),
+    onProgress,
   };
+}
+
+/** A whole number from a response header, or null. */
+function headerNumber(res, name) {
+  const v = res.headers && typeof res.headers.get === 'function' ? res.headers.get(name) : null;
+  return v !== null && /^\d+$/.test(v.trim()) ? Number(v) : null;
+}
+
+/**
+ * The body of a snapshot answer as bytes, reported to `onProgress` as it arrives (read as a
+ * stream where the fetch gives one). `total` is the server's `x-proxima-bytes` (the size before
+ * any content encoding), else Content-Length when the body is not encoded, else null.
+ * Resolves to {bytes, wireBytes}: wireBytes is the Content-Length when the body came encoded
+ * (gzip), else the byte count.
+ */
+async function readSnapshotBody(res, onProgress) {
+  const encoded = !!(res.headers && res.headers.get && (res.headers.get('content-encoding') || 'identity') !== 'identity');
+  const length = headerNumber(res, 'content-length');
+  const total = headerNumber(res, 'x-proxima-bytes') ?? (encoded ? null : length);
+  const report = (loaded) => {
+    if (!onProgress) return;
+    try {
+      onProgress({ phase: 'snapshot', loaded, total });
+    } catch {
+      // A failing progress callback must not fail the download.
+    }
+  };
+  let bytes;
+  const reader = onProgress && res.body && typeof res.body.getReader === 'function' ? res.body.getReader() : null;
+  if (reader) {
+    report(0);
+    let buf = new Uint8Array(total || 1 << 20);
+    let loaded = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (loaded + value.length > buf.length) {
+        const grown = new Uint8Array(Math.max(buf.length * 2, loaded + value.length));
+        grown.set(buf.subarray(0, loaded));
+        buf = grown;
+      }
+      buf.set(value, loaded);
+      loaded += value.length;
+      report(loaded);
+    }
+    bytes = loaded === buf.length ? buf : buf.slice(0, loaded);
+  } else {
+    bytes = new Uint8Array(await res.arrayBuffer());
+    report(bytes.length);
+  }
+  return { bytes, wireBytes: encoded && length !== null ? length : bytes.length };
 }
 
 /** The error a non-2xx answer stands for: the server's `{"error": {code, message}}` when it sent one. */
@@ -154,6 +208,8 @@ class SyncedCache {
   #saving = Promise.resolve();
   #lastPersistAt = null;
   #lastError = null;
+  #source = null;
+  #download = null;
 
   /** Use `VectorCache.open`. */
   constructor(cache, opts, platform, lastSyncAt) {
@@ -171,6 +227,7 @@ class SyncedCache {
     let synced;
     if (restored) {
       synced = new SyncedCache(restored.cache, opts, platform, restored.syncedAt);
+      synced.#source = 'persisted';
     } else {
       synced = new SyncedCache(null, opts, platform, null);
       synced.#cache = await synced.#fetchSnapshot();
@@ -243,6 +300,24 @@ class SyncedCache {
     return this.#lastSyncAt === null ? Infinity : Math.max(0, Date.now() - this.#lastSyncAt);
   }
 
+  /**
+   * Where the cache's current state came from: "persisted" (restored by open from what an
+   * earlier session persisted, no snapshot downloaded) or "snapshot" (downloaded, at open or
+   * at a reload the server asked for).
+   */
+  get source() {
+    return this.#source;
+  }
+
+  /**
+   * The last snapshot download: {bytes, wireBytes, ms, at} (bytes of the snapshot, bytes on
+   * the wire when it came compressed, time from request to the last byte), or null when none
+   * was downloaded since open.
+   */
+  get download() {
+    return this.#download === null ? null : { ...this.#download };
+  }
+
   /** The last error a background step (live loop, persisting) met, or null. */
   get lastError() {
     return this.#lastError;
@@ -268,6 +343,17 @@ class SyncedCache {
       this.#syncing = this.#catchUp().finally(() => {
         this.#syncing = null;
       });
+      // Caught up: a live loop waiting out a backoff sends its long-poll now (as open's does,
+      // right after a sync: nothing can be missed in between).
+      this.#syncing.then(
+        () => {
+          if (this.#wake && !this.#connected && !this.#closed) {
+            this.#connected = true;
+            this.#wake();
+          }
+        },
+        () => {},
+      );
     }
     return this.#syncing;
   }
@@ -452,14 +538,18 @@ class SyncedCache {
 
   async #fetchSnapshot() {
     const query = this.#opts.storage ? `?storage=${this.#opts.storage}` : '';
+    const started = Date.now();
     // The timeout covers the wait for the answer, not the download of a large body.
-    const bytes = await this.#call(`/snapshot${query}`, { binary: true, bodyUntimed: true });
+    const { bytes, wireBytes } = await this.#call(`/snapshot${query}`, { binary: true, bodyUntimed: true, snapshot: true });
+    const ms = Date.now() - started;
     const cache = this.#platform.VectorCache.fromSnapshot(bytes);
     if (cache.collection !== this.#opts.collection) {
       const got = cache.collection;
       cache.free();
       throw coded('malformed', `the snapshot is of collection "${got}", not "${this.#opts.collection}"`);
     }
+    this.#source = 'snapshot';
+    this.#download = { bytes: bytes.length, wireBytes, ms, at: Date.now() };
     return cache;
   }
 
@@ -468,7 +558,7 @@ class SyncedCache {
    * or what `read(text)` makes of it, else parsed JSON); rejects with the server's error code,
    * `unreachable` when no answer came (or none in time), `closed` when close() aborted it.
    */
-  async #call(path, { method = 'GET', body, binary = false, read, timeoutMs, bodyUntimed = false }) {
+  async #call(path, { method = 'GET', body, binary = false, read, timeoutMs, bodyUntimed = false, snapshot = false }) {
     const o = this.#opts;
     const url = `${o.server}/v1/collections/${encodeURIComponent(o.collection)}${path}`;
     const what = `${method} ${url}`;
@@ -492,7 +582,13 @@ class SyncedCache {
       res = await o.fetch(url, { method, headers, body, signal: controller.signal });
       if (bodyUntimed) untime();
       if (!res.ok) throw await httpError(res, what);
-      const value = binary ? new Uint8Array(await res.arrayBuffer()) : read ? read(await res.text()) : await res.json();
+      const value = snapshot
+        ? await readSnapshotBody(res, o.onProgress)
+        : binary
+          ? new Uint8Array(await res.arrayBuffer())
+          : read
+            ? read(await res.text())
+            : await res.json();
       this.#online = true;
       return value;
     } catch (e) {
