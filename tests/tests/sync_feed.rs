@@ -332,3 +332,31 @@ fn a_shutdown_answers_live_waiters_instead_of_waiting_for_their_timeout() {
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["records"], json!([]));
 }
+
+#[test]
+fn a_kept_snapshot_is_brought_forward_as_changes_accumulate() {
+    let s = Server::start(&["--no-embed"]);
+    s.wait_ready();
+    create(&s, "fwd");
+    insert(&s, "fwd", &(0..100).collect::<Vec<u64>>(), 0.0);
+    let url = s.url("/v1/collections/fwd/snapshot");
+    let (_, first, _) = get_bytes(&url, "*/*");
+    assert_eq!(SyncState::from_snapshot(&first).unwrap().0.watermark, 100);
+    // More than 1,000 changes: the applier starts a refresh without any request.
+    for chunk in (1000..2500u64).collect::<Vec<_>>().chunks(500) {
+        insert(&s, "fwd", chunk, 1.0);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = http("GET", &s.url("/metrics"), None);
+        let text = m.json.as_str().unwrap_or_default().to_string();
+        if text.contains(r#"proxima_sync_snapshot_builds{collection="fwd"} 2"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refresh: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, second, _) = get_bytes(&url, "*/*");
+    let (state, index) = SyncState::from_snapshot(&second).unwrap();
+    assert_eq!((state.watermark, index.len()), (1600, 1600));
+}

@@ -9,7 +9,7 @@
 //!   binary frames, applied with the same `core` code the browser runs) holds it.
 //!
 //! The cache side here is native code; the browser runs the same `core` code compiled to
-//! WebAssembly (`scripts/bench-sync.sh` runs the Node package's figures).
+//! WebAssembly; `scripts/bench-sync.sh` also measures the Node package against a server process.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

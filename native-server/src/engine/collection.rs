@@ -430,6 +430,7 @@ impl Collection {
                                 tracing::error!(collection = %me.name(), error = %e, "change log append failed");
                             }
                             me.apply(&record);
+                            me.refresh_kept_snapshots();
                             // A checkpoint seals a full growing segment, and compacts sealed
                             // segments past the deleted-rows ratio (also under deletes alone).
                             let ratio = me.config.auto_compact_deleted_ratio;

@@ -3,11 +3,12 @@
 //! cache downloads a ready graph instead of replaying every insert.
 //!
 //! Policy: a snapshot of the whole collection is kept per storage kind (f32, SQ8, SQ8 with f32
-//! rows). A request is answered from the kept one while the change log still reaches back to
-//! it (the cache catches up from the feed); once it lags the head by more than
-//! [`REFRESH_CHANGES`] changes or a tenth of its size, a background thread brings it forward
-//! by applying the retained changes to it (the same code a cache runs) — or rebuilds it when
-//! the log no longer reaches back. Only the first request, or one the log cannot serve, waits
+//! rows) once a client has asked for one. A request is answered from the kept one while the
+//! change log still reaches back to it (the cache catches up from the feed). Once it lags the
+//! head by more than [`REFRESH_CHANGES`] changes or a tenth of its size (checked as writes are
+//! applied, and on requests), a background thread brings it forward by applying the retained
+//! changes to it (the same code a cache runs), or rebuilds it when the log no longer reaches
+//! back. Only the first request, or one the log cannot serve, waits
 //! for a build; concurrent ones wait for the same build. Subsets (`limit`, id range) are built
 //! per request and not kept.
 
@@ -68,13 +69,27 @@ struct Slot {
 type Slots = HashMap<(Quantization, bool), Arc<Mutex<Slot>>>;
 
 /// The kept snapshots of one collection, and counters for metrics.
-#[derive(Default)]
 pub struct Snapshots {
     slots: Mutex<Slots>,
+    /// The applier looks at the kept snapshots once the change log's head reaches this
+    /// (`u64::MAX` while none is kept): they are brought forward as changes accumulate, not
+    /// only when one is asked for.
+    check_at: AtomicU64,
     /// Builds and refreshes finished.
     pub builds: AtomicU64,
     /// Bytes of the snapshots kept.
     pub kept_bytes: AtomicU64,
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+            check_at: AtomicU64::new(u64::MAX),
+            builds: AtomicU64::new(0),
+            kept_bytes: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Snapshots {
@@ -120,19 +135,7 @@ impl Collection {
         if let Some(cur) = s.current.clone() {
             let log = self.changes.stats();
             if cur.header.seq >= log.horizon && cur.header.handle == self.handle() {
-                let lag = log.head.saturating_sub(cur.header.seq);
-                if lag > REFRESH_CHANGES.max(cur.header.count / 10) && !s.refreshing {
-                    if let Some(me) = self.me.upgrade() {
-                        s.refreshing = true;
-                        let (slot, opts, base) = (slot.clone(), *opts, cur.clone());
-                        let spawned = std::thread::Builder::new()
-                            .name(format!("snapshot-{}", self.name()))
-                            .spawn(move || me.refresh_snapshot(&slot, &opts, &base));
-                        if spawned.is_err() {
-                            s.refreshing = false;
-                        }
-                    }
-                }
+                self.refresh_if_behind(&slot, &mut s, opts);
                 return Ok(cur);
             }
         }
@@ -142,7 +145,61 @@ impl Collection {
         s.current = Some(snap.clone());
         drop(s);
         self.snapshots.recount();
+        self.snapshots
+            .check_at
+            .fetch_min(snap.header.seq + REFRESH_CHANGES, Ordering::Relaxed);
         Ok(snap)
+    }
+
+    /// Starts bringing the kept snapshot of `slot` forward when it lags the head by more
+    /// than [`REFRESH_CHANGES`] (or a tenth of its vectors) and no refresh is running.
+    fn refresh_if_behind(&self, slot: &Arc<Mutex<Slot>>, s: &mut Slot, opts: &SnapshotOptions) {
+        let Some(cur) = s.current.clone() else { return };
+        let lag = self.changes.head().saturating_sub(cur.header.seq);
+        if s.refreshing || lag <= REFRESH_CHANGES.max(cur.header.count / 10) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        s.refreshing = true;
+        let (slot, opts) = (slot.clone(), *opts);
+        let spawned = std::thread::Builder::new()
+            .name(format!("snapshot-{}", self.name()))
+            .spawn(move || me.refresh_snapshot(&slot, &opts, &cur));
+        if spawned.is_err() {
+            s.refreshing = false;
+        }
+    }
+
+    /// Called by the applier after each record: once enough changes have accumulated, the
+    /// kept snapshots are brought forward in the background. Never waits: a slot busy with a
+    /// build is left for the next check.
+    pub(crate) fn refresh_kept_snapshots(&self) {
+        let head = self.changes.head();
+        if head < self.snapshots.check_at.load(Ordering::Relaxed) {
+            return;
+        }
+        // Looked at again every sixteenth of the refresh distance: cheap, and a snapshot is
+        // never more than that late to start its refresh.
+        self.snapshots
+            .check_at
+            .store(head + REFRESH_CHANGES / 16, Ordering::Relaxed);
+        let slots: Vec<((Quantization, bool), Arc<Mutex<Slot>>)> = self
+            .snapshots
+            .slots
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for ((quantization, rerank), slot) in slots {
+            if let Some(mut s) = slot.try_lock() {
+                let opts = SnapshotOptions {
+                    quantization,
+                    rerank,
+                    subset: Subset::default(),
+                };
+                self.refresh_if_behind(&slot, &mut s, &opts);
+            }
+        }
     }
 
     fn refresh_snapshot(&self, slot: &Mutex<Slot>, opts: &SnapshotOptions, base: &Snapshot) {
@@ -217,6 +274,8 @@ impl Collection {
             None => self.live_rows(),
         };
         self.check_snapshot_size(&cfg, rows)?;
+        // Every acknowledged write in (read your writes), unless applying is stalled.
+        let _ = self.wait_applied(self.committed_seq());
         let export = self.export(&opts.subset);
         let n = export.ids.len() as u64;
         self.check_snapshot_size(&cfg, n)?;
