@@ -65,8 +65,11 @@ struct Slot {
     refreshing: bool,
 }
 
-/// A kept snapshot per storage kind (quantization, re-rank rows).
-type Slots = HashMap<(Quantization, bool), Arc<Mutex<Slot>>>;
+/// A storage kind: quantization, and whether f32 rows are kept for re-ranking.
+type Kind = (Quantization, bool);
+
+/// A kept snapshot per storage kind.
+type Slots = HashMap<Kind, Arc<Mutex<Slot>>>;
 
 /// The kept snapshots of one collection, and counters for metrics.
 pub struct Snapshots {
@@ -183,7 +186,7 @@ impl Collection {
         self.snapshots
             .check_at
             .store(head + REFRESH_CHANGES / 16, Ordering::Relaxed);
-        let slots: Vec<((Quantization, bool), Arc<Mutex<Slot>>)> = self
+        let slots: Vec<(Kind, Arc<Mutex<Slot>>)> = self
             .snapshots
             .slots
             .lock()
