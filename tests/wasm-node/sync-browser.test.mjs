@@ -268,7 +268,8 @@ class Origin {
   }
 
   #proxy(req, res, url) {
-    this.requests.push({ phase: this.phase, method: req.method, path: url.pathname, url: req.url, at: Date.now() });
+    const entry = { phase: this.phase, method: req.method, path: url.pathname, url: req.url, at: Date.now() };
+    this.requests.push(entry);
     if (!this.upstream) {
       req.socket.destroy();
       return;
@@ -286,6 +287,8 @@ class Origin {
     });
     up.on('error', drop); // the server died or refused: the page's connection closes too
     up.on('response', (upRes) => {
+      Object.assign(entry, { status: upRes.statusCode, encoding: upRes.headers['content-encoding'] || null, bytes: 0 });
+      upRes.on('data', (c) => (entry.bytes += c.length));
       res.writeHead(upRes.statusCode, upRes.headers);
       upRes.on('error', drop);
       upRes.on('aborted', drop);
@@ -378,6 +381,8 @@ test('web package in headless Chromium: a live cache in IndexedDB follows the re
       origin.phase = 'open';
       const opened = await origin.command('open', { options });
       timings.openMs = Math.round(opened.openMs);
+      const snapshot = origin.requests.find((r) => r.path.endsWith('/snapshot'));
+      t.diagnostic(`snapshot: ${snapshot.bytes} bytes on the wire, content-encoding ${snapshot.encoding}`);
       assert.equal(origin.count('open', '/snapshot'), 1, `requests:\n  ${origin.listed('open')}`);
       assert.equal(opened.len, N);
       assert.ok(opened.complete);
