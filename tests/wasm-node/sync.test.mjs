@@ -278,12 +278,11 @@ test('10,000 real vectors: cold start from the snapshot, live deletes and upsert
       await waitFor(() => cache.state === 'live', 5000, 'the live long-poll');
       const gone = ids.slice(0, 100);
       const moved = ids.slice(100, 110);
+      // The moved ids take the vectors of deleted ones (read before the live loop drops them).
+      const vectors = moved.map((_, i) => Array.from(cache.cache.get(gone[i])));
       const start = Date.now();
       await api(server, 'POST', '/v1/collections/real/delete', { ids: gone });
-      await api(server, 'POST', '/v1/collections/real/vectors', {
-        ids: moved,
-        vectors: moved.map((_, i) => Array.from(cache.cache.get(gone[i]))),
-      });
+      await api(server, 'POST', '/v1/collections/real/vectors', { ids: moved, vectors });
       await waitFor(() => gone.every((id) => !cache.cache.has(id)) && cache.watermark >= 10000 + 110, 1000, 'the changes');
       assert.ok(Date.now() - start <= 1000, `${Date.now() - start} ms`);
       assert.equal(cache.cache.len, 9900);
@@ -295,6 +294,7 @@ test('10,000 real vectors: cold start from the snapshot, live deletes and upsert
 
     await t.test('server killed: local answers, offline; reopened from the file without a snapshot', async () => {
       await server.kill();
+      await waitFor(() => cache.state === 'offline', 5000, 'the cache to notice');
       const r = await cache.searchLocalOrRemote(queries[3], 10, { maxStalenessMs: 0 });
       assert.deepEqual([r.source, r.offline], ['local', true]);
       await cache.close();
