@@ -355,7 +355,8 @@ async function refresh() {
 
 const fmt = {
   ms: (v) => (v < 10 ? v.toFixed(2) : v.toFixed(0)),
-  mb: (b) => `${(b / 1048576).toFixed(b < 10485760 ? 2 : 1)} MB`,
+  mb: (b) => `${(b / 1e6).toFixed(b < 1e7 ? 2 : 1)} MB`,
+  s: (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`),
   int: (n) => Number(n).toLocaleString('en-US'),
   ago(t) {
     const s = Math.max(0, Math.round((Date.now() - t) / 1000));
@@ -455,7 +456,8 @@ const CONNECTION_WORDS = {
 function renderPanel() {
   const c = state.cache;
   let key = 'starting';
-  let words = state.openError ? `not loaded: ${state.openError.message}` : 'loading the index…';
+  let words = state.openError ? `not loaded (${state.openError.code || 'error'})` : 'loading the index…';
+  $('st-state').title = state.openError && !c ? state.openError.message : '';
   if (c) {
     key = state.offline ? 'offline' : c.state === 'online' ? 'idle' : c.state;
     words = state.offline ? 'offline (by choice): answering from the copy' : (CONNECTION_WORDS[c.state] || [c.state, c.state])[1];
@@ -473,12 +475,13 @@ function renderPanel() {
     $('st-watermark').textContent = fmt.int(c.watermark);
     $('st-handle').textContent = c.handle;
     const d = c.download;
-    $('st-loaded').textContent =
+    const how =
       c.source === 'persisted'
         ? 'restored from IndexedDB'
         : d
-          ? `downloaded snapshot (${fmt.mb(d.bytes)}${d.wireBytes !== d.bytes ? `, ${fmt.mb(d.wireBytes)} on the wire` : ''}, ${d.ms} ms)`
+          ? `downloaded snapshot (${fmt.mb(d.bytes)}${d.wireBytes !== d.bytes ? `, ${fmt.mb(d.wireBytes)} on the wire` : ''}, ${fmt.s(d.ms)})`
           : 'downloaded snapshot';
+    $('st-loaded').textContent = `${how}; ready ${fmt.s(state.readyMs)} after the page opened`;
     $('st-loaded').dataset.source = c.source;
     $('st-persisted').textContent = c.lastPersistAt
       ? `in IndexedDB, ${fmt.ago(c.lastPersistAt)}`
@@ -617,6 +620,7 @@ async function openCache() {
     return false;
   }
   state.watermark = state.cache.watermark;
+  state.readyMs = performance.now();
   if (state.docsHandle && state.docsHandle !== state.cache.handle) {
     // Documents of an earlier demo collection: not these.
     state.docs.clear();
@@ -810,6 +814,7 @@ function snapshotOfState() {
     handle: c ? c.handle : null,
     complete: c ? c.complete : false,
     source: c ? c.source : null,
+    readyMs: state.readyMs === undefined ? null : state.readyMs,
     download: c ? c.download : null,
     progress: state.progress,
     lastPersistAt: c ? c.lastPersistAt : null,
