@@ -355,7 +355,7 @@ async function refresh() {
 
 const fmt = {
   ms: (v) => (v < 10 ? v.toFixed(2) : v.toFixed(0)),
-  mb: (b) => `${(b / 1e6).toFixed(b < 1e7 ? 2 : 1)} MB`,
+  mb: (b) => (b < 1e6 ? `${Math.round(b / 1e3)} kB` : `${(b / 1e6).toFixed(b < 1e7 ? 2 : 1)} MB`),
   s: (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`),
   int: (n) => Number(n).toLocaleString('en-US'),
   ago(t) {
@@ -416,7 +416,10 @@ function showResult(result) {
   info.dataset.source = where;
   renderPanelSoon();
   if (!result.hits.length) {
-    list.replaceChildren(el('li', { class: 'empty' }, 'No vectors in the copy yet.'));
+    const building = state.demo && state.demo.enabled && state.demo.state !== 'ready';
+    list.replaceChildren(
+      el('li', { class: 'empty' }, building ? 'No vectors yet: the server is building the demo, and results appear as they arrive.' : 'No vectors in the copy.'),
+    );
     return;
   }
   list.replaceChildren(
@@ -606,8 +609,9 @@ async function openCache() {
       live: true,
       persist: PERSIST_NAME,
       storage: state.storage,
-      // One IndexedDB write every few seconds at most while changes stream in.
-      persistDelayMs: 3000,
+      // The page says when to write (persistSoon): the copy is one blob, tens of MB for
+      // the whole demo, not to be rewritten every few seconds while the server builds it.
+      persistDelayMs: 3600000,
       fetch: gatedFetch,
       onProgress: (p) => {
         state.progress = { loaded: p.loaded, total: p.total };
@@ -685,12 +689,35 @@ async function followDemo() {
   }
 }
 
-/** Watches the copy: results and the panel follow its watermark. */
+const persisted = { at: 0, version: null };
+
+/**
+ * Writes the copy to IndexedDB when it changed: 2 s after a change once the demo is built,
+ * every 30 s while the server is still building it (each write is the whole blob).
+ */
+function persistSoon(c) {
+  const version = `${c.handle}@${c.watermark}`;
+  if (persisted.version === null && c.source === 'persisted') persisted.version = version;
+  if (version === persisted.version) return;
+  const building = state.demo && state.demo.enabled && state.demo.state !== 'ready';
+  if (persisted.changedAt === undefined) persisted.changedAt = Date.now();
+  const wait = building ? Math.max(0, 30000 - (Date.now() - persisted.at)) : 2000 - (Date.now() - persisted.changedAt);
+  if (wait > 0) return;
+  persisted.version = version;
+  persisted.at = Date.now();
+  persisted.changedAt = undefined;
+  c.save().catch(() => {
+    persisted.version = null;
+  });
+}
+
+/** Watches the copy: results and the panel follow its watermark; it is persisted now and then. */
 async function watchCopy() {
   for (;;) {
     await sleep(200);
     const c = state.cache;
     if (!c) continue;
+    persistSoon(c);
     if (c.watermark !== state.watermark) {
       state.watermark = c.watermark;
       checkEdits();
@@ -783,9 +810,13 @@ function wire() {
     location.reload();
   });
   // Leaving: persist what changed since the last save (best effort).
-  addEventListener('pagehide', () => {
+  const leaving = () => {
     if (state.cache) state.cache.save().catch(() => {});
     if (docsSaveTimer) saveDocsNow();
+  };
+  addEventListener('pagehide', leaving);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden') leaving();
   });
 }
 
