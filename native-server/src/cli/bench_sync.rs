@@ -277,19 +277,31 @@ pub fn run(a: BenchSyncArgs) -> anyhow::Result<()> {
             .collect();
         let clients = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
         search_qps(addr, &name, &queries, clients, 1.0);
+        // Alternating runs without and with the waiters (the best of each), so that load
+        // from elsewhere on the machine does not land on one side only.
+        let (mut before, mut during) = (0f64, 0f64);
         let threads_before = threads_of_this_process();
-        let before = search_qps(addr, &name, &queries, clients, a.search_secs);
-        let head = col.changes().head();
-        let conns = idle_live_clients(addr, &name, head, a.live_clients)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while col.changes().waiters() < a.live_clients && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        let (mut waiting, mut threads_during) = (0, 0);
+        for _ in 0..2 {
+            before = before.max(search_qps(addr, &name, &queries, clients, a.search_secs));
+            let head = col.changes().head();
+            let conns = idle_live_clients(addr, &name, head, a.live_clients)?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while col.changes().waiters() < a.live_clients && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            waiting = col.changes().waiters();
+            threads_during = threads_of_this_process();
+            during = during.max(search_qps(addr, &name, &queries, clients, a.search_secs));
+            drop(conns);
+            // A write wakes the waiters, whose answers then meet closed sockets.
+            col.insert(data.query(0), Some(&[999_999_999]))?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while col.changes().waiters() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        let waiting = col.changes().waiters();
-        let threads_during = threads_of_this_process();
-        let during = search_qps(addr, &name, &queries, clients, a.search_secs);
-        drop(conns);
-        println!("| live waiters | search QPS ({clients} client threads, 1 query per request, k 10) | process threads |");
+        println!("| live waiters | search QPS ({clients} client threads, 1 query per request, k 10; best of 2 alternating runs) | process threads |");
         println!("|---|---|---|");
         println!("| 0 | {before:.0} | {threads_before} |");
         println!("| {waiting} | {during:.0} | {threads_during} |");
