@@ -288,6 +288,13 @@ impl ChangeLog {
                 self.append(record)?;
             }
         }
+        // Behind the collection with nothing left to replay (its files lost or damaged): a
+        // reader at the old head must not be told it is up to date.
+        let head = self.state.read().head;
+        if head < applied {
+            tracing::warn!(dir = %self.dir.display(), head, applied, "the change log is behind the recovered collection; it starts again at the collection's sequence");
+            self.reset(applied)?;
+        }
         Ok(true)
     }
 
@@ -654,6 +661,15 @@ mod tests {
         // Replayed WAL records continue it; ones it already holds are skipped.
         assert!(log.catch_up(&[del(3, &[1]), up(4, &[5])], 4).unwrap());
         assert_eq!(seqs(&log.read(2, 10).unwrap()), vec![3, 4]);
+        // A log behind the collection with nothing to replay starts again at its sequence.
+        let behind = tempfile::tempdir().unwrap();
+        let log2 = ChangeLog::open(behind.path(), 2, Retention::default(), 0).unwrap();
+        log2.append(&up(1, &[1])).unwrap();
+        assert!(log2.catch_up(&[], 7).unwrap());
+        assert!(matches!(
+            log2.read(1, 10).unwrap(),
+            Read::SnapshotRequired { horizon: 7, .. }
+        ));
         // A collection that recovered to less than the log holds: the log starts again.
         assert!(!log.catch_up(&[], 2).unwrap());
         assert_eq!(log.stats().head, 2);
