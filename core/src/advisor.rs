@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::request::{default_pq_m, AutoTarget, IndexParams, IndexRequest, IndexType};
 use crate::sizing::{format_bytes, plan, recommended_nlist, MemoryPlan};
 use crate::spec::IndexSpec;
 
@@ -55,6 +56,16 @@ fn pq_m(dim: usize, per: usize) -> usize {
 
 /// Recommends an index.
 pub fn advise(req: AdviceRequest) -> Result<Advice> {
+    advise_among(req, |_| true, true)
+}
+
+/// [`advise`] among the types `available` allows (the others are passed over, "not
+/// available"); `nlist_reason` adds the line on the collection-wide `nlist`.
+fn advise_among(
+    req: AdviceRequest,
+    available: impl Fn(IndexType) -> bool,
+    nlist_reason: bool,
+) -> Result<Advice> {
     crate::validate::check_plan_size(req.vectors, req.dim)?;
     if !(req.recall_target > 0.0 && req.recall_target <= 1.0) {
         return Err(Error::invalid(
@@ -103,7 +114,7 @@ pub fn advise(req: AdviceRequest) -> Result<Advice> {
         (
             IndexSpec::IvfPq {
                 nlist,
-                m: pq_m(dim, 8),
+                m: default_pq_m(dim),
                 nbits: 8,
             },
             0.90,
@@ -129,7 +140,9 @@ pub fn advise(req: AdviceRequest) -> Result<Advice> {
         let p = plan(n, dim, spec)?;
         let fits = req.ram_budget.is_none_or(|b| p.recommended_ram_bytes <= b);
         let trainable = (spec.min_training_vectors() as u64) <= n;
-        let verdict = if !trainable {
+        let verdict = if !available(IndexType::of(&spec)) {
+            "skipped: not available in this server".to_string()
+        } else if !trainable {
             format!(
                 "skipped: needs {} training vectors, collection has {n}",
                 spec.min_training_vectors()
@@ -149,7 +162,11 @@ pub fn advise(req: AdviceRequest) -> Result<Advice> {
             format!("fits, but exact search over {n} vectors is slow per query")
         } else if chosen.is_none() {
             chosen = Some(considered.len());
-            reasons.push(format!("{spec}: {what}"));
+            if nlist_reason {
+                reasons.push(format!("{spec}: {what}"));
+            } else {
+                reasons.push(format!("{}: {what}", without_nlist(spec)));
+            }
             reasons.push(format!(
                 "needs {} RAM with the 50 % buffer{}",
                 format_bytes(p.recommended_ram_bytes),
@@ -160,7 +177,7 @@ pub fn advise(req: AdviceRequest) -> Result<Advice> {
             if p.disk_bytes > 0 {
                 reasons.push(format!("plus {} on SSD", format_bytes(p.disk_bytes)));
             }
-            if let Some(nl) = spec.nlist() {
+            if let (true, Some(nl)) = (nlist_reason, spec.nlist()) {
                 reasons.push(format!(
                     "nlist {nl} (next power of two above 4√N, ≥ 39 × nlist training vectors)"
                 ));
@@ -187,6 +204,120 @@ pub fn advise(req: AdviceRequest) -> Result<Advice> {
         reasons,
         considered,
     })
+}
+
+/// What `AUTO` picked for a collection, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AutoPick {
+    /// The collection's size the pick was made for.
+    pub vectors: u64,
+    /// The index picked; IVF without `nlist` (each segment takes its own).
+    pub index: IndexRequest,
+    /// The advisor's reasons.
+    pub reasons: Vec<String>,
+}
+
+/// Picks the index for an `AUTO` collection of `vectors` vectors of dimension `dim`, among
+/// the types `available` allows: the advisor's recommendation for `target`. When nothing
+/// meets the target, the best of what is there: among the indexes that fit the RAM budget,
+/// the one with the highest typical recall (exact search only up to [`EXACT_UP_TO`]
+/// vectors); when none fits, the one that needs the least RAM.
+pub fn auto_pick(
+    vectors: u64,
+    dim: usize,
+    target: AutoTarget,
+    available: impl Fn(IndexType) -> bool,
+) -> Result<AutoPick> {
+    let req = AdviceRequest {
+        vectors: vectors.max(1),
+        dim,
+        ram_budget: target.ram_bytes,
+        recall_target: target.recall,
+    };
+    let advice = advise_among(req, &available, false)?;
+    let budget = target.ram_bytes.map_or(String::new(), |b| {
+        format!(", RAM budget {}", format_bytes(b))
+    });
+    let mut reasons = vec![format!(
+        "picked for {} vectors × {dim}, recall target {}{budget}",
+        req.vectors, target.recall
+    )];
+    let chosen = match advice.recommended {
+        Some(c) => {
+            reasons.extend(advice.reasons);
+            c
+        }
+        None => {
+            let usable: Vec<&Candidate> = advice
+                .considered
+                .iter()
+                .filter(|c| {
+                    available(IndexType::of(&c.plan.index))
+                        && c.plan.min_training_vectors <= req.vectors
+                })
+                .collect();
+            let fits = |c: &Candidate| {
+                target
+                    .ram_bytes
+                    .is_none_or(|b| c.plan.recommended_ram_bytes <= b)
+            };
+            let exact_ok = |c: &Candidate| {
+                !matches!(c.plan.index, IndexSpec::Flat) || req.vectors <= EXACT_UP_TO
+            };
+            let best_recall = usable
+                .iter()
+                .copied()
+                .filter(|c| fits(c) && exact_ok(c))
+                .fold(None::<&Candidate>, |best, c| match best {
+                    Some(b) if b.typical_max_recall >= c.typical_max_recall => Some(b),
+                    _ => Some(c),
+                });
+            let chosen = match best_recall {
+                Some(c) => {
+                    reasons.push(format!(
+                        "no index is expected to reach recall {} within the budget: {} has the highest typical recall ({:.2}) of those that fit",
+                        target.recall,
+                        without_nlist(c.plan.index),
+                        c.typical_max_recall
+                    ));
+                    c
+                }
+                None => {
+                    let smallest = usable
+                        .iter()
+                        .copied()
+                        .min_by_key(|c| c.plan.recommended_ram_bytes)
+                        .ok_or_else(|| {
+                            Error::invalid("type", "AUTO", "no index type is available")
+                        })?;
+                    reasons.push(format!(
+                        "nothing fits the RAM budget: {} needs the least ({} with the 50 % buffer)",
+                        without_nlist(smallest.plan.index),
+                        format_bytes(smallest.plan.recommended_ram_bytes)
+                    ));
+                    smallest
+                }
+            };
+            chosen.clone()
+        }
+    };
+    Ok(AutoPick {
+        vectors: req.vectors,
+        index: without_nlist(chosen.plan.index),
+        reasons,
+    })
+}
+
+/// `spec` as a request whose IVF `nlist` is left to each segment.
+fn without_nlist(spec: IndexSpec) -> IndexRequest {
+    let index = IndexRequest::from(spec);
+    IndexRequest {
+        params: IndexParams {
+            nlist: None,
+            ..index.params
+        },
+        ..index
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +370,44 @@ mod tests {
         // ... and in-RAM IVF_PQ when the recall target allows it.
         assert_eq!(chosen(&ask(10_000_000, 768, Some(8 << 30), 0.85)), "IVF_PQ");
         assert_eq!(chosen(&ask(10_000_000, 768, Some(1 << 30), 0.85)), "NONE");
+    }
+
+    #[test]
+    fn auto_pick_keeps_to_available_types_and_falls_back() {
+        let target = |recall, ram| AutoTarget {
+            recall,
+            ram_bytes: ram,
+        };
+        let no_diskann = |t: IndexType| t != IndexType::DiskAnn;
+        let small = auto_pick(5_000, 384, target(0.95, None), no_diskann).unwrap();
+        assert_eq!(small.index, IndexRequest::new(IndexType::Flat));
+        assert!(
+            small.reasons[0].contains("5000 vectors × 384"),
+            "{:?}",
+            small.reasons
+        );
+        let roomy = auto_pick(1_000_000, 128, target(0.95, None), no_diskann).unwrap();
+        assert_eq!(roomy.index.kind, IndexType::Hnsw);
+        // 10M × 768 in 8 GiB at recall 0.95 is DiskANN's; without it, the best that fits.
+        let a = auto_pick(10_000_000, 768, target(0.95, Some(8 << 30)), no_diskann).unwrap();
+        assert_eq!(a.index.kind, IndexType::IvfPq);
+        assert_eq!(a.index.params.nlist, None, "nlist is left to each segment");
+        assert!(
+            a.reasons
+                .iter()
+                .any(|r| r.contains("highest typical recall")),
+            "{:?}",
+            a.reasons
+        );
+        let d = auto_pick(10_000_000, 768, target(0.95, Some(8 << 30)), |_| true).unwrap();
+        assert_eq!(d.index.kind, IndexType::DiskAnn);
+        // Nothing fits 1 GiB: the smallest.
+        let n = auto_pick(10_000_000, 768, target(0.85, Some(1 << 30)), no_diskann).unwrap();
+        assert_eq!(n.index.kind, IndexType::IvfPq);
+        assert!(n.reasons.iter().any(|r| r.contains("needs the least")));
+        // Past the exact range with recall 1.0 asked: FLAT is what reaches it.
+        let exact = auto_pick(1_000_000, 128, target(1.0, None), no_diskann).unwrap();
+        assert_eq!(exact.index.kind, IndexType::Flat);
     }
 
     #[test]

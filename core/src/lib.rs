@@ -25,6 +25,7 @@ pub mod hnsw;
 pub mod index;
 pub mod metric;
 pub mod params;
+pub mod request;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 pub mod sizing;
@@ -39,4 +40,5 @@ pub use exact::{recall_at_k, ExactIndex};
 pub use index::{Hit, VectorId, VectorIndex};
 pub use metric::Metric;
 pub use params::{SearchLimits, SearchParams};
+pub use request::{IndexRequest, IndexType};
 pub use spec::IndexSpec;
