@@ -70,7 +70,7 @@ fn schema() -> CollectionSchema {
         name: "docs".into(),
         dim: DIM,
         metric: Metric::L2,
-        index: IndexSpec::Flat,
+        index: IndexSpec::Flat.into(),
         num_shards: 2,
         auto_id: false,
     }

@@ -85,7 +85,7 @@ pub fn schema() -> CollectionSchema {
         name: COLLECTION.to_string(),
         dim: DIM,
         metric: Metric::L2,
-        index: IndexSpec::IvfFlat { nlist: 4 },
+        index: IndexSpec::IvfFlat { nlist: 4 }.into(),
         num_shards: 2,
         auto_id: false,
     }

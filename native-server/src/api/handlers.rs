@@ -66,9 +66,15 @@ pub fn openapi(_: &AppState, _: &Call) -> Answer {
 
 pub fn plan(_: &AppState, c: &Call) -> Answer {
     let req: PlanRequest = parse(&c.body)?;
+    // A request with parameters left out is sized as a collection of `vectors` would build
+    // it (IVF `nlist` for that many rows, `AUTO`'s pick for that size).
     let plan = req
         .index
-        .map(|spec| size(req.vectors, req.dim, spec.0))
+        .map(|SpecBody(index)| {
+            index.validate(req.dim)?;
+            let choice = index.choose(req.dim, req.vectors, req.vectors, |_| true)?;
+            size(req.vectors, req.dim, choice.spec)
+        })
         .transpose()?;
     let advice = advise(AdviceRequest {
         vectors: req.vectors,

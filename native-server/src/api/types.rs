@@ -1,7 +1,9 @@
 //! Request and response shapes, and the binary bulk-insert body.
 
 use proxima_core::consistency::Seq;
-use proxima_core::{ConsistencyLevel, Error as CoreError, Hit, IndexSpec, Metric, SearchParams};
+use proxima_core::{
+    ConsistencyLevel, Error as CoreError, Hit, IndexRequest, IndexType, Metric, SearchParams,
+};
 use serde::{Deserialize, Serialize};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -171,33 +173,15 @@ impl<'de> Deserialize<'de> for Rows {
     }
 }
 
-/// An index spec as requests give it: `{type, params}`, where FLAT (which has no parameters)
-/// may also carry `"params": {}` or `null`, as clients that always send both fields do.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SpecBody(pub IndexSpec);
-
-impl<'de> Deserialize<'de> for SpecBody {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut v = serde_json::Value::deserialize(d)?;
-        if let Some(obj) = v.as_object_mut() {
-            let flat = obj.get("type").and_then(|t| t.as_str()) == Some("FLAT");
-            let empty = match obj.get("params") {
-                Some(serde_json::Value::Null) => true,
-                Some(serde_json::Value::Object(p)) => p.is_empty(),
-                _ => false,
-            };
-            if flat && empty {
-                obj.remove("params");
-            }
-        }
-        IndexSpec::deserialize(v)
-            .map(SpecBody)
-            .map_err(serde::de::Error::custom)
-    }
-}
+/// An index as requests give it: `{type, params}`, where `params` may be missing, `null`,
+/// `{}` or partial (the rest take their defaults), and `type` may be `AUTO` (see
+/// [`IndexRequest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct SpecBody(pub IndexRequest);
 
 fn flat_spec() -> SpecBody {
-    SpecBody(IndexSpec::Flat)
+    SpecBody(IndexRequest::new(IndexType::Flat))
 }
 
 fn one() -> usize {
@@ -457,22 +441,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn index_specs_parse_with_or_without_flat_params() {
+    fn index_specs_parse_with_missing_empty_or_partial_params() {
+        use proxima_core::IndexSpec;
         let spec = |j: &str| parse::<SpecBody>(j.as_bytes()).map(|s| s.0);
-        for flat in [
-            r#"{"type": "FLAT"}"#,
-            r#"{"type": "FLAT", "params": {}}"#,
-            r#"{"type": "FLAT", "params": null}"#,
+        for (json, kind) in [
+            (r#"{"type": "FLAT"}"#, IndexType::Flat),
+            (r#"{"type": "FLAT", "params": {}}"#, IndexType::Flat),
+            (r#"{"type": "FLAT", "params": null}"#, IndexType::Flat),
+            (r#"{"type": "HNSW"}"#, IndexType::Hnsw),
+            (r#"{"type": "HNSW", "params": {}}"#, IndexType::Hnsw),
+            (r#"{"type": "IVF_FLAT", "params": {}}"#, IndexType::IvfFlat),
+            (r#"{"type": "AUTO"}"#, IndexType::Auto),
         ] {
-            assert_eq!(spec(flat).unwrap(), IndexSpec::Flat, "{flat}");
+            assert_eq!(spec(json).unwrap(), IndexRequest::new(kind), "{json}");
         }
         assert_eq!(
             spec(r#"{"type": "IVF_FLAT", "params": {"nlist": 8}}"#).unwrap(),
-            IndexSpec::IvfFlat { nlist: 8 }
+            IndexSpec::IvfFlat { nlist: 8 }.into()
         );
+        let auto = spec(r#"{"type": "AUTO", "params": {"recall": 0.9, "ram_bytes": 1000000}}"#)
+            .unwrap()
+            .auto_target()
+            .unwrap();
+        assert_eq!((auto.recall, auto.ram_bytes), (0.9, Some(1_000_000)));
         for bad in [
             r#"{"type": "FLAT", "params": {"nlist": 8}}"#,
-            r#"{"type": "IVF_FLAT", "params": {}}"#,
+            r#"{"type": "HNSW", "params": {"nlist": 8}}"#,
+            r#"{"type": "AUTO", "params": {"m": 8}}"#,
             r#"{"type": "IVF"}"#,
         ] {
             assert_eq!(spec(bad).unwrap_err().code, "invalid_body", "{bad}");
@@ -480,7 +475,7 @@ mod tests {
         let create: CreateCollection =
             parse(br#"{"dim": 4, "metric": "l2", "index": {"type": "FLAT", "params": {}}}"#)
                 .unwrap();
-        assert_eq!(create.index, SpecBody(IndexSpec::Flat));
+        assert_eq!(create.index, flat_spec());
     }
 
     #[test]

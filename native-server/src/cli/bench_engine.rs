@@ -178,7 +178,7 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             name: name.clone(),
             dim,
             metric: data.metric,
-            index: spec,
+            index: spec.into(),
             num_shards: 1,
             auto_id: false,
         })?;

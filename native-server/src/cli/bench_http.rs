@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use parking_lot::Mutex;
-use proxima_core::{ConsistencyLevel, IndexSpec, Metric, SearchParams};
+use proxima_core::{ConsistencyLevel, IndexRequest, Metric, SearchParams};
 
 use super::bench::{build_profile, command_line, machine, process_cpu_secs};
 use crate::api::types::{base64_row, encode_binary};
@@ -251,7 +251,7 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
         args.batch > 0 && args.requests > 0 && clients > 0,
         "--batch, --requests and --clients must be at least 1"
     );
-    let index: IndexSpec = serde_json::from_str(&args.index)
+    let index: IndexRequest = serde_json::from_str(&args.index)
         .with_context(|| format!("--index {:?} is not an index spec", args.index))?;
     let data = load(&args)?;
     let dim = data.dim;

@@ -221,7 +221,7 @@ pub fn run(a: BenchSyncArgs) -> anyhow::Result<()> {
                 name: name.clone(),
                 dim,
                 metric,
-                index: IndexSpec::Flat,
+                index: IndexSpec::Flat.into(),
                 num_shards: 1,
                 auto_id: false,
             })?;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proxima_core::formats::Format;
-use proxima_core::{IndexSpec, Metric};
+use proxima_core::{IndexRequest, Metric};
 use serde_json::json;
 
 use super::client::Client;
@@ -59,7 +59,11 @@ pub struct ImportArgs {
     /// Metric of a created collection [default: the dataset's, else l2].
     #[arg(long)]
     pub metric: Option<Metric>,
-    /// Index of a created collection, as JSON, e.g. '{"type":"HNSW","params":{"m":32,"ef_construction":200}}'.
+    /// Index of a created collection, as JSON: a type with all, some or none of its
+    /// parameters (the rest take the server's defaults), e.g. '{"type":"HNSW"}' (m 16,
+    /// ef_construction 100), '{"type":"IVF_FLAT"}' (nlist per segment from its rows),
+    /// '{"type":"HNSW","params":{"m":32,"ef_construction":200}}' or
+    /// '{"type":"AUTO","params":{"recall":0.95}}' (the advisor picks, per segment).
     #[arg(long, default_value = r#"{"type":"FLAT"}"#)]
     pub index: String,
     /// Shards of a created collection.
@@ -136,7 +140,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let info = match client.get(&path) {
         Ok(info) => info,
         Err(e) if e.status() == Some(404) => {
-            let index: IndexSpec = serde_json::from_str(&args.index)
+            let index: IndexRequest = serde_json::from_str(&args.index)
                 .with_context(|| format!("--index {:?} is not an index spec", args.index))?;
             let metric = args.metric.or(src.metric).unwrap_or(Metric::L2);
             let body =

@@ -165,7 +165,8 @@ fn run(
                     index: IndexSpec::Hnsw {
                         m: 16,
                         ef_construction: 100,
-                    },
+                    }
+                    .into(),
                     num_shards: 1,
                     auto_id: false,
                 })
@@ -257,7 +258,8 @@ fn reusable_dataset(corpus: &[Record], wanted: &[&Record]) -> Option<HashMap<u64
     let same = manifest.source_details["corpus_fingerprint"] == fingerprint(corpus).as_str()
         && p["seed"] == dataset::DEFAULT_SEED
         && p["held_out_queries"] == dataset::DEFAULT_HELD_OUT
-        && manifest.model.as_deref() == Some(crate::embed::MODEL_NAME)
+        && p["model"] == crate::embed::MODEL_NAME
+        && p["model_package"] == crate::embed::MODEL_PACKAGE
         && manifest.count >= wanted.len();
     if !same {
         return None;

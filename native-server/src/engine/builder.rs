@@ -26,7 +26,10 @@ const TRAIN_PER_LIST: usize = 64;
 pub struct BuildJob {
     pub collection: Weak<Collection>,
     pub segment: Arc<SealedSegment>,
+    /// The index chosen for this segment.
     pub spec: IndexSpec,
+    /// Why (defaults, `AUTO`'s pick), shown by `describe` and kept in the manifest.
+    pub reason: Option<String>,
     pub generation: u64,
 }
 
@@ -83,6 +86,7 @@ impl IndexBuilder {
             slot.note = None;
             slot.building = Some(Arc::new(BuildProgress {
                 spec: job.spec,
+                reason: job.reason.clone(),
                 generation: job.generation,
                 done: AtomicUsize::new(0),
                 total: job.segment.rows(),
@@ -209,15 +213,9 @@ fn serve_if_current(
     note: Option<String>,
 ) -> Option<Retired> {
     let mut slot = segment.slot.write();
-    if slot
-        .building
-        .as_ref()
-        .is_none_or(|b| b.generation != generation)
-    {
-        return None;
-    }
+    let building = slot.building.take_if(|b| b.generation == generation)?;
     let retired = slot.serve(ready);
-    slot.building = None;
+    slot.reason = building.reason.clone();
     slot.note = note;
     Some(retired)
 }
@@ -354,6 +352,7 @@ mod tests {
         // Generation 3 was requested while generation 2 was building.
         segment.slot.write().building = Some(Arc::new(BuildProgress {
             spec: IndexSpec::Flat,
+            reason: None,
             generation: 3,
             done: Default::default(),
             total: 1,

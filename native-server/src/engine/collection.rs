@@ -21,12 +21,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
+use proxima_core::advisor::{auto_pick, AutoPick};
 use proxima_core::consistency::Seq;
 use proxima_core::exact::merge_hits;
+use proxima_core::request::Choice;
 use proxima_core::sizing;
 use proxima_core::validate::{check_ids, check_nonzero, check_norms, check_vectors};
 use proxima_core::{
-    Bitmap, ConsistencyLevel, Error as CoreError, Hit, IndexSpec, Metric, SearchParams,
+    Bitmap, ConsistencyLevel, Error as CoreError, Hit, IndexRequest, IndexSpec, IndexType, Metric,
+    SearchParams,
 };
 use rayon::prelude::*;
 use serde::Serialize;
@@ -87,7 +90,13 @@ pub struct MemoryInfo {
 /// Progress of the collection's index over all sealed segments.
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexStatus {
-    pub spec: IndexSpec,
+    /// The index as requested, defaults filled in (IVF `nlist`, when not given, is chosen per
+    /// segment: each segment's `index.spec` shows its own).
+    pub spec: IndexRequest,
+    /// `AUTO` only: what the advisor picks for the collection's size now, which is what the
+    /// next segment sealed gets (each segment's `index.reason` says what it got, and why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoPick>,
     pub generation: u64,
     /// `ready` when every sealed segment serves the requested index or must stay exact,
     /// `building` while any builds.
@@ -298,12 +307,15 @@ impl Collection {
                 ) {
                     Ok(index) if proxima_core::VectorIndex::len(&index) == segment.rows() => {
                         // A fresh segment: nothing is retired.
-                        segment.slot.write().serve(Some(ReadyIndex {
+                        let mut slot = segment.slot.write();
+                        slot.serve(Some(ReadyIndex {
                             spec: ix.spec,
                             generation: ix.generation,
                             file: ix.file.clone(),
                             index: Arc::new(index),
                         }));
+                        slot.reason = ix.reason.clone();
+                        drop(slot);
                         loaded = ix.generation == manifest.index_generation;
                     }
                     Ok(_) | Err(_) => {
@@ -768,36 +780,42 @@ impl Collection {
         rx.recv().map_err(|_| EngineError::Closed)?
     }
 
-    /// Starts (re)building the collection's index as `spec` in the background; returns the
-    /// build's generation. Searches keep using the current index until each segment's new one
-    /// is ready.
-    pub fn rebuild_index(&self, spec: IndexSpec) -> EngineResult<u64> {
+    /// Starts (re)building the collection's index as `index` (a spec, or a request with
+    /// parameters left to their defaults, or `AUTO`) in the background; returns the build's
+    /// generation. Searches keep using the current index until each segment's new one is
+    /// ready. Every segment is built again, `AUTO` picking for the collection's size now.
+    pub fn rebuild_index(&self, index: impl Into<IndexRequest>) -> EngineResult<u64> {
         let dim = self.schema.read().dim;
-        spec.validate(dim)?;
-        if matches!(spec, IndexSpec::DiskAnn { .. }) {
+        let request: IndexRequest = index.into();
+        request.validate(dim)?;
+        if request.kind == IndexType::DiskAnn {
             return Err(CoreError::Unsupported {
                 operation: "build",
                 index: "DISKANN (not available in this server build yet)".into(),
             }
             .into());
         }
+        let request = request.with_defaults(dim);
         // Every row into a sealed segment first: indexes are built, and trained, per segment,
-        // so the largest segment decides whether the spec can be trained at all.
+        // so the largest segment decides whether the spec can be trained at all (`AUTO` picks
+        // what each segment can train).
         self.flush()?;
-        let needed = spec.min_training_vectors();
         let largest = self
             .sealed_segments()
             .iter()
             .map(|s| s.rows())
             .max()
             .unwrap_or(0);
-        if largest < needed {
-            return Err(CoreError::TooFewTrainingVectors {
-                needed,
-                got: largest,
-                nlist: spec.nlist().unwrap_or(0),
+        if let Some(spec) = request.spec_for(dim, largest as u64) {
+            let needed = spec.min_training_vectors();
+            if largest < needed {
+                return Err(CoreError::TooFewTrainingVectors {
+                    needed,
+                    got: largest,
+                    nlist: spec.nlist().unwrap_or(0),
+                }
+                .into());
             }
-            .into());
         }
         let generation = {
             let mut meta = self.meta.lock();
@@ -805,7 +823,7 @@ impl Collection {
                 return Err(EngineError::Closed);
             }
             meta.index_generation += 1;
-            self.schema.write().index = spec;
+            self.schema.write().index = request;
             self.write_manifest(&meta)?;
             meta.index_generation
         };
@@ -829,16 +847,33 @@ impl Collection {
             .collect()
     }
 
-    /// The index spec and generation segments should serve, read together. Locks in the order
-    /// `rebuild_index` takes them (meta, then schema).
-    fn current_index(&self) -> (IndexSpec, u64) {
+    /// The index request and generation segments should serve, read together. Locks in the
+    /// order `rebuild_index` takes them (meta, then schema).
+    fn current_index(&self) -> (IndexRequest, u64) {
         let meta = self.meta.lock();
-        let spec = self.schema.read().index;
-        (spec, meta.index_generation)
+        let index = self.schema.read().index;
+        (index, meta.index_generation)
+    }
+
+    /// What a segment of `rows` rows builds for `request`: IVF's `nlist` from the segment's
+    /// rows when the request leaves it out, `AUTO`'s pick from the collection's size now
+    /// (the rows applied so far). Takes shard locks: call with none held.
+    fn choose_index(&self, request: &IndexRequest, rows: usize) -> Choice {
+        let dim = self.schema.read().dim;
+        let vectors = self.applied_count().max(rows as u64);
+        request
+            .choose(dim, rows as u64, vectors, served)
+            .unwrap_or_else(|e| {
+                tracing::warn!(collection = %self.name(), error = %e, "no index could be chosen; the segment stays exact");
+                Choice {
+                    spec: IndexSpec::Flat,
+                    reason: Some(format!("no index could be chosen: {e}")),
+                }
+            })
     }
 
     fn queue_build(&self, segment: Arc<SealedSegment>) {
-        let (spec, generation) = self.current_index();
+        let (request, generation) = self.current_index();
         {
             let slot = segment.slot.read();
             let queued = slot
@@ -853,10 +888,12 @@ impl Collection {
                 return;
             }
         }
+        let Choice { spec, reason } = self.choose_index(&request, segment.rows());
         self.builder.submit(BuildJob {
             collection: self.me.clone(),
             segment,
             spec,
+            reason,
             generation,
         });
     }
@@ -960,10 +997,11 @@ impl Collection {
         let mut segments = Vec::new();
         for (s, shard) in self.shards.iter().enumerate() {
             for e in &shard.read().sealed {
-                let index = e.segment.ready_index().map(|r| IndexEntry {
+                let index = e.segment.ready_index().map(|(r, reason)| IndexEntry {
                     spec: r.spec,
                     generation: r.generation,
                     file: r.file,
+                    reason,
                 });
                 segments.push(SegmentEntry {
                     id: e.segment.id,
@@ -1123,6 +1161,10 @@ impl Collection {
     /// Index status over the sealed segments.
     pub fn index_status(&self) -> IndexStatus {
         let (spec, generation) = self.current_index();
+        let auto = spec.auto_target().and_then(|target| {
+            let dim = self.schema.read().dim;
+            auto_pick(self.applied_count(), dim, target, served).ok()
+        });
         let mut total = 0u64;
         let mut indexed = 0u64;
         let mut building = false;
@@ -1148,6 +1190,7 @@ impl Collection {
         }
         IndexStatus {
             spec,
+            auto,
             generation,
             state: if building { "building" } else { "ready" },
             rows_indexed: indexed,
@@ -1186,9 +1229,14 @@ impl Collection {
         let gpu_bytes = segments.iter().map(|s| s.gpu_bytes).sum();
         let checkpoint_seq = self.meta.lock().checkpoint_seq;
         let index = self.index_status();
-        let estimated = sizing::plan(count.max(1), schema.dim, schema.index)
-            .map(|p| p.index_bytes)
-            .unwrap_or(0);
+        // The plan of one index over the whole collection, as its request resolves for it.
+        let n = count.max(1);
+        let estimated = schema
+            .index
+            .choose(schema.dim, n, n, served)
+            .ok()
+            .and_then(|c| sizing::plan(n, schema.dim, c.spec).ok())
+            .map_or(0, |p| p.index_bytes);
         CollectionInfo {
             count,
             committed_seq: self.committed_seq(),
@@ -1218,6 +1266,11 @@ impl Collection {
         }
         false
     }
+}
+
+/// The index types this server builds (`AUTO` picks among them): all but DiskANN.
+fn served(t: IndexType) -> bool {
+    t != IndexType::DiskAnn
 }
 
 /// Applies a replayed record directly (recovery, before the applier starts).

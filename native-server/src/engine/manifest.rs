@@ -30,6 +30,9 @@ pub struct IndexEntry {
     pub spec: IndexSpec,
     pub generation: u64,
     pub file: String,
+    /// Why this spec, when the collection's request left parameters or the type (`AUTO`) open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The manifest file's content.

@@ -103,9 +103,14 @@ impl Engine {
         self.config.data_dir.join("collections")
     }
 
-    /// Creates a collection.
+    /// Creates a collection. The index's defaults that depend only on the dimension are filled
+    /// in ([`proxima_core::IndexRequest::with_defaults`]), so `describe` shows them.
     pub fn create_collection(&self, schema: CollectionSchema) -> EngineResult<Arc<Collection>> {
         schema.validate()?;
+        let schema = CollectionSchema {
+            index: schema.index.with_defaults(schema.dim),
+            ..schema
+        };
         let mut map = self.collections.write();
         if map.contains_key(&schema.name) {
             return Err(EngineError::CollectionExists { name: schema.name });

@@ -1,17 +1,19 @@
 //! What a collection is: name, dimension, metric, index, shards and id mode.
 
-use proxima_core::{IndexSpec, Metric};
+use proxima_core::{IndexRequest, IndexType, Metric};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, EngineResult};
 
-/// The definition of a collection, fixed at creation (the index spec can be rebuilt).
+/// The definition of a collection, fixed at creation (the index can be rebuilt).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSchema {
     pub name: String,
     pub dim: usize,
     pub metric: Metric,
-    pub index: IndexSpec,
+    /// The index as requested, with the defaults that depend only on `dim` filled in at
+    /// creation; IVF's `nlist` (when not given) and `AUTO`'s pick are made per segment.
+    pub index: IndexRequest,
     #[serde(default = "one")]
     pub num_shards: usize,
     /// The engine assigns ids (and rejects ids from the client).
@@ -49,7 +51,7 @@ impl CollectionSchema {
             .into());
         }
         self.index.validate(self.dim)?;
-        if matches!(self.index, IndexSpec::DiskAnn { .. }) {
+        if self.index.kind == IndexType::DiskAnn {
             return Err(proxima_core::Error::Unsupported {
                 operation: "create a collection with",
                 index: "DISKANN (not available in this server build yet)".to_string(),
@@ -114,7 +116,7 @@ mod tests {
             name: "c".into(),
             dim: 4,
             metric: Metric::L2,
-            index: IndexSpec::Flat,
+            index: IndexRequest::new(IndexType::Flat),
             num_shards: 4,
             auto_id: false,
         };

@@ -98,6 +98,8 @@ pub fn requeried_queries() -> u64 {
 #[derive(Debug)]
 pub struct BuildProgress {
     pub spec: IndexSpec,
+    /// Why this spec (parameters defaulted, `AUTO`'s pick); `None` when the request gave it.
+    pub reason: Option<String>,
     pub generation: u64,
     pub done: AtomicUsize,
     pub total: usize,
@@ -112,6 +114,9 @@ pub struct IndexSlot {
     pub building: Option<Arc<BuildProgress>>,
     /// Why the segment is searched exactly (e.g. too few rows to train).
     pub note: Option<String>,
+    /// Why the segment serves what it serves (`ready`, or exact search): the reason of the
+    /// build that put it in service (see [`BuildProgress::reason`]).
+    pub reason: Option<String>,
     /// The copy on the GPU of `ready` (or of the rows, while there is no index).
     pub gpu: Option<Arc<GpuIndex>>,
     /// Why the last copy to the GPU failed (cleared by a copy that succeeds).
@@ -206,8 +211,15 @@ pub struct SegmentIndexInfo {
     pub state: &'static str,
     #[serde(rename = "type")]
     pub index_type: Option<String>,
+    /// The index building or ready, with every parameter as chosen (`nlist` included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<IndexSpec>,
     pub progress: Option<f64>,
     pub note: Option<String>,
+    /// Why this index and these parameters (defaults, `AUTO`'s pick), when the request did
+    /// not give them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
@@ -412,8 +424,9 @@ impl SealedSegment {
     }
 
     /// The index searches should use now, if built.
-    pub fn ready_index(&self) -> Option<ReadyIndex> {
-        self.slot.read().ready.clone()
+    pub fn ready_index(&self) -> Option<(ReadyIndex, Option<String>)> {
+        let slot = self.slot.read();
+        slot.ready.clone().map(|r| (r, slot.reason.clone()))
     }
 
     /// Searches the live rows: on the GPU when the segment has a copy there that can answer,
@@ -596,23 +609,29 @@ impl SealedSegment {
             (Some(b), _) => SegmentIndexInfo {
                 state: "building",
                 index_type: Some(b.spec.to_string()),
+                spec: Some(b.spec),
                 progress: Some(b.done.load(Ordering::Relaxed) as f64 / b.total.max(1) as f64),
                 note: slot
                     .ready
                     .as_ref()
                     .map(|r| format!("serving {} until the build completes", r.spec)),
+                reason: b.reason.clone(),
             },
             (None, Some(r)) => SegmentIndexInfo {
                 state: "ready",
                 index_type: Some(r.spec.to_string()),
+                spec: Some(r.spec),
                 progress: Some(1.0),
                 note: None,
+                reason: slot.reason.clone(),
             },
             (None, None) => SegmentIndexInfo {
                 state: "exact",
                 index_type: None,
+                spec: None,
                 progress: None,
                 note: slot.note.clone(),
+                reason: slot.reason.clone(),
             },
         };
         SegmentInfo {

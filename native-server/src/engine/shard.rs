@@ -197,8 +197,10 @@ impl ShardState {
             index: SegmentIndexInfo {
                 state: "exact",
                 index_type: None,
+                spec: None,
                 progress: None,
                 note: Some("growing segments are searched exactly".into()),
+                reason: None,
             },
             memory_bytes: self.growing.memory_bytes() as u64,
             mapped_bytes: 0,

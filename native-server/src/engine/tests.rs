@@ -20,7 +20,7 @@ fn schema(name: &str, dim: usize, index: IndexSpec, shards: usize) -> Collection
         name: name.into(),
         dim,
         metric: Metric::L2,
-        index,
+        index: index.into(),
         num_shards: shards,
         auto_id: false,
     }
@@ -417,6 +417,7 @@ fn background_index_build_hot_swaps_and_survives_restart() {
                 m: 16,
                 ef_construction: 64
             }
+            .into()
         );
         engine.close();
     }
@@ -588,7 +589,7 @@ fn too_few_training_vectors_stays_exact_and_explicit_build_is_refused() {
         })) if got < 390 => {}
         other => panic!("expected TooFewTrainingVectors, got {other:?}"),
     }
-    assert_eq!(four.index_status().spec, IndexSpec::Flat);
+    assert_eq!(four.index_status().spec, IndexSpec::Flat.into());
     assert!(four.rebuild_index(IndexSpec::IvfFlat { nlist: 2 }).is_ok());
 }
 

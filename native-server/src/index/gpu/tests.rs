@@ -276,7 +276,7 @@ fn the_engine_searches_sealed_segments_on_the_gpu_and_falls_back_to_the_cpu() {
             name: "docs".into(),
             dim,
             metric: Metric::Cosine,
-            index: spec,
+            index: spec.into(),
             num_shards: 1,
             auto_id: false,
         };
@@ -375,7 +375,7 @@ fn an_engine_whose_segments_do_not_fit_searches_on_the_cpu() {
             name: "docs".into(),
             dim,
             metric: Metric::Cosine,
-            index: IndexSpec::IvfFlat { nlist: 16 },
+            index: IndexSpec::IvfFlat { nlist: 16 }.into(),
             num_shards: 1,
             auto_id: false,
         })
