@@ -258,20 +258,11 @@ pub fn snapshot(s: &AppState, c: &Call) -> Result<Response, ApiError> {
     let opts = snapshot_options(&c.query)?;
     let col = s.engine_or_503()?.collection(c.name())?;
     let snap = col.cache_snapshot(&opts)?;
-    let gzip = if super::demo::accepts_gzip(c) {
-        if snap.gzip.get().is_none() {
-            let gz = super::gzip(&snap.bytes)
-                .map_err(|e| ApiError::internal(format!("compressing the snapshot: {e}")))?;
-            let _ = snap.gzip.set(gz);
-        }
-        snap.gzip.get()
-    } else {
-        None
-    };
+    let gzip = super::demo::accepts_gzip(c).then(|| snap.gzip());
     let mut r = match gzip {
         // Worth it when it saves a tenth (SQ8 codes and link lists compress; f32 rows barely).
         Some(gz) if gz.len() < snap.bytes.len() / 10 * 9 => {
-            let mut r = binary(gz.clone());
+            let mut r = binary(gz.to_vec());
             set(&mut r, "content-encoding", "gzip");
             r
         }

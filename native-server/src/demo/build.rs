@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use proxima_core::hnsw::Quantization;
 use proxima_core::{IndexSpec, Metric};
 
 use super::{Demo, DemoMode, COLLECTION};
 use crate::api::{AppState, EmbedderState};
 use crate::dataset::{self, fingerprint, Dataset, Manifest, Record, DEBIAN_PACKAGES};
-use crate::engine::{CollectionSchema, Engine};
+use crate::engine::{CollectionSchema, Engine, SnapshotOptions};
 
 /// Texts per batch (embedded, inserted and recorded together).
 const BATCH: usize = 256;
@@ -67,16 +68,44 @@ pub fn start(state: Arc<AppState>, dir: PathBuf, mode: DemoMode, limit: Option<u
                 }
             };
             state.set_demo(demo.clone());
-            if let Err(reason) = run(&demo, &state, &engine, &dir, limit) {
-                tracing::warn!("demo: {reason}");
-                demo.set_status(|s| {
-                    s.state = "failed";
-                    s.message = reason;
-                });
+            match run(&demo, &state, &engine, &dir, limit) {
+                Ok(()) => warm_snapshot(&engine),
+                Err(reason) => {
+                    tracing::warn!("demo: {reason}");
+                    demo.set_status(|s| {
+                        s.state = "failed";
+                        s.message = reason;
+                    });
+                }
             }
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "demo: could not start the build thread");
+    }
+}
+
+/// Builds (and compresses) the snapshot the page loads, so the first visitor does not wait
+/// for it: about 40 s for the whole collection on 2 CPUs.
+fn warm_snapshot(engine: &Engine) {
+    let Ok(col) = engine.collection(COLLECTION) else {
+        return;
+    };
+    let started = Instant::now();
+    let opts = SnapshotOptions {
+        quantization: Quantization::Sq8,
+        ..SnapshotOptions::default()
+    };
+    match col.cache_snapshot(&opts) {
+        Ok(snap) => {
+            let wire = snap.gzip().len();
+            tracing::info!(
+                bytes = snap.bytes.len(),
+                gzip = wire,
+                secs = started.elapsed().as_secs(),
+                "demo: the page's snapshot (SQ8) is ready"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "demo: building the page's snapshot"),
     }
 }
 

@@ -55,8 +55,24 @@ pub struct Snapshot {
     pub bytes: Vec<u8>,
     pub built_at: Instant,
     pub build_time: Duration,
-    /// `bytes` gzip-compressed, made by the first request that takes gzip.
-    pub gzip: std::sync::OnceLock<Vec<u8>>,
+    /// `bytes` gzip-compressed, made on first use ([`Snapshot::gzip`]).
+    gzip: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl Snapshot {
+    /// The bytes gzip-compressed (level 6), compressed once and kept with the snapshot.
+    pub fn gzip(&self) -> &[u8] {
+        self.gzip.get_or_init(|| {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.bytes.len() / 2),
+                flate2::Compression::default(),
+            );
+            // Writing into a Vec cannot fail.
+            let _ = enc.write_all(&self.bytes);
+            enc.finish().unwrap_or_default()
+        })
+    }
 }
 
 #[derive(Default)]
