@@ -211,7 +211,8 @@ pub struct IndexRequest {
     pub params: IndexParams,
 }
 
-/// What a segment builds for a request, and why (`None` when every parameter was given).
+/// What a segment builds for a request, and why: `AUTO`'s pick, IVF's `nlist` from the
+/// segment's rows (`None` when neither applies).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
     pub spec: IndexSpec,
@@ -396,32 +397,6 @@ impl IndexRequest {
             reasons.push(format!(
                 "nlist {nlist} for this segment's {rows} rows (the next power of two ≥ 4√rows, at most rows / 39)"
             ));
-        }
-        let defaulted: Vec<String> = match (self.is_auto(), spec) {
-            (false, IndexSpec::IvfPq { m, nbits, .. }) => [
-                (self.params.m.is_none(), format!("m {m}")),
-                (self.params.nbits.is_none(), format!("nbits {nbits}")),
-            ]
-            .into_iter()
-            .filter_map(|(d, s)| d.then_some(s))
-            .collect(),
-            (
-                false,
-                IndexSpec::Hnsw { m, ef_construction } | IndexSpec::HnswSq8 { m, ef_construction },
-            ) => [
-                (self.params.m.is_none(), format!("m {m}")),
-                (
-                    self.params.ef_construction.is_none(),
-                    format!("ef_construction {ef_construction}"),
-                ),
-            ]
-            .into_iter()
-            .filter_map(|(d, s)| d.then_some(s))
-            .collect(),
-            _ => Vec::new(),
-        };
-        if !defaulted.is_empty() {
-            reasons.push(format!("defaults: {}", defaulted.join(", ")));
         }
         Ok(Choice {
             spec,
@@ -740,12 +715,19 @@ mod tests {
             .choose(16, 4_000, 4_000, |_| true)
             .unwrap();
         assert_eq!(c.reason, None);
+        // Other defaults depend on the dimension alone: they are the spec, with no reason.
         let c = IndexRequest::new(IndexType::Hnsw)
             .choose(16, 10, 10, |_| true)
             .unwrap();
         assert_eq!(
-            c.reason.as_deref(),
-            Some("defaults: m 16, ef_construction 100")
+            (c.spec, c.reason),
+            (
+                IndexSpec::Hnsw {
+                    m: 16,
+                    ef_construction: 100
+                },
+                None
+            )
         );
     }
 

@@ -15,7 +15,12 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     c
 }
 
-fn schema(name: &str, dim: usize, index: IndexSpec, shards: usize) -> CollectionSchema {
+fn schema(
+    name: &str,
+    dim: usize,
+    index: impl Into<proxima_core::IndexRequest>,
+    shards: usize,
+) -> CollectionSchema {
     CollectionSchema {
         name: name.into(),
         dim,
@@ -1088,4 +1093,180 @@ fn concurrent_writers_group_commit_and_survive_restart() {
     let c = engine.collection("gc").unwrap();
     assert_eq!(c.count(), 400);
     assert_eq!(c.get(7049).unwrap(), vector(7049, 0, dim));
+}
+
+/// The sealed segments of `info`, oldest first, with their chosen spec and reason.
+fn sealed_specs(info: &CollectionInfo) -> Vec<(usize, Option<IndexSpec>, Option<String>)> {
+    let mut sealed: Vec<_> = info
+        .segments
+        .iter()
+        .filter(|s| s.state == "sealed")
+        .collect();
+    sealed.sort_by_key(|s| s.id);
+    sealed
+        .iter()
+        .map(|s| (s.rows, s.index.spec, s.index.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn missing_params_take_defaults_and_ivf_nlist_is_chosen_per_segment() {
+    use proxima_core::{IndexRequest, IndexType};
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let cfg = config(dir.path());
+    let data = clustered(5000, dim, 3);
+    let ids: Vec<u64> = (0..5000).collect();
+    {
+        let engine = Engine::open(cfg.clone()).unwrap();
+        // HNSW without params: the defaults are filled in at creation, describe shows them.
+        let h = engine
+            .create_collection(schema("h", dim, IndexRequest::new(IndexType::Hnsw), 1))
+            .unwrap();
+        let want = IndexSpec::Hnsw {
+            m: 16,
+            ef_construction: 100,
+        };
+        assert_eq!(h.schema().index.as_spec(), Some(want));
+        assert_eq!(h.index_status().spec, want.into());
+        h.insert(&data[..100 * dim], Some(&ids[..100])).unwrap();
+        h.flush().unwrap();
+        assert!(h.wait_index_ready(Duration::from_secs(60)));
+        let segs = sealed_specs(&h.describe());
+        assert_eq!(segs[0].1, Some(want));
+        assert_eq!(segs[0].2, None, "nothing left to the segment");
+
+        // IVF_FLAT without nlist: each segment gets nlist from its own rows.
+        let c = engine
+            .create_collection(schema("ivf", dim, IndexRequest::new(IndexType::IvfFlat), 1))
+            .unwrap();
+        assert!(c.schema().index.nlist_per_segment());
+        c.insert(&data[..4000 * dim], Some(&ids[..4000])).unwrap();
+        c.flush().unwrap();
+        c.insert(&data[4000 * dim..], Some(&ids[4000..])).unwrap();
+        c.flush().unwrap();
+        assert!(c.wait_index_ready(Duration::from_secs(60)));
+        let info = c.describe();
+        let segs = sealed_specs(&info);
+        // 4,000 rows: 4√4000 → 256, halved to 64 (64 × 39 ≤ 4,000); 1,000 rows: 16.
+        assert_eq!(segs[0].1, Some(IndexSpec::IvfFlat { nlist: 64 }));
+        assert_eq!(segs[1].1, Some(IndexSpec::IvfFlat { nlist: 16 }));
+        assert!(
+            segs[0]
+                .2
+                .as_deref()
+                .is_some_and(|r| r.contains("nlist 64 for this segment's 4000 rows")),
+            "{segs:?}"
+        );
+        assert!(info.memory.estimated_bytes > 0);
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            json["schema"]["index"],
+            serde_json::json!({"type": "IVF_FLAT"})
+        );
+        assert_eq!(
+            json["index"]["spec"],
+            serde_json::json!({"type": "IVF_FLAT"})
+        );
+        let sealed = json["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["rows"] == 4000)
+            .unwrap()
+            .clone();
+        assert_eq!(sealed["index"]["spec"]["params"]["nlist"], 64, "{sealed}");
+        let hits = c
+            .search(
+                &data[..dim],
+                &SearchParams::new(3).with_nprobe(8),
+                ConsistencyLevel::Strong,
+                None,
+            )
+            .unwrap();
+        assert_eq!(hits.hits[0][0].id, 0);
+
+        // A rebuild with a partial request: nlist per segment again, the given value kept.
+        c.rebuild_index(IndexRequest::new(IndexType::IvfSq8))
+            .unwrap();
+        assert!(c.wait_index_ready(Duration::from_secs(60)));
+        let segs = sealed_specs(&c.describe());
+        assert_eq!(segs[0].1, Some(IndexSpec::IvfSq8 { nlist: 64 }));
+        assert_eq!(segs[1].1, Some(IndexSpec::IvfSq8 { nlist: 16 }));
+        engine.close();
+    }
+    // The choices and their reasons are in the manifest: a restart loads them as they were.
+    let engine = Engine::open(cfg).unwrap();
+    let c = engine.collection("ivf").unwrap();
+    assert_eq!(c.index_status().state, "ready");
+    let segs = sealed_specs(&c.describe());
+    assert_eq!(segs[0].1, Some(IndexSpec::IvfSq8 { nlist: 64 }));
+    assert!(segs[0].2.as_deref().is_some_and(|r| r.contains("nlist 64")));
+    engine.close();
+}
+
+#[test]
+fn auto_picks_per_segment_from_the_rows_so_far() {
+    use proxima_core::IndexRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let c = engine
+        .create_collection(schema("auto", dim, IndexRequest::auto(), 1))
+        .unwrap();
+    // The target's default is filled in at creation.
+    assert_eq!(c.schema().index.params.recall, Some(0.95));
+    let n = 22_000;
+    let data = clustered(n, dim, 5);
+    let ids: Vec<u64> = (0..n as u64).collect();
+    // 1,000 rows: exact search is the advisor's answer for so few.
+    c.insert(&data[..1000 * dim], Some(&ids[..1000])).unwrap();
+    c.flush().unwrap();
+    assert!(c.wait_index_ready(Duration::from_secs(60)));
+    let status = c.index_status();
+    let pick = status.auto.as_ref().unwrap();
+    assert_eq!(pick.index.as_spec(), Some(IndexSpec::Flat));
+    assert_eq!(pick.vectors, 1000);
+    let segs = sealed_specs(&c.describe());
+    assert_eq!(segs[0].1, None, "searched exactly");
+    let reason = segs[0].2.clone().unwrap();
+    assert!(
+        reason.starts_with("AUTO: picked for 1000 vectors × 8, recall target 0.95"),
+        "{reason}"
+    );
+    assert!(reason.contains("FLAT: exact"), "{reason}");
+    // Past 20,000 vectors the next segment gets a graph; the first keeps what it got.
+    c.insert(&data[1000 * dim..], Some(&ids[1000..])).unwrap();
+    c.flush().unwrap();
+    assert!(c.wait_index_ready(Duration::from_secs(120)));
+    let segs = sealed_specs(&c.describe());
+    assert_eq!(segs[0].1, None);
+    let want = IndexSpec::Hnsw {
+        m: 16,
+        ef_construction: 200,
+    };
+    assert_eq!(segs[1].1, Some(want), "{segs:?}");
+    assert!(
+        segs[1]
+            .2
+            .as_deref()
+            .is_some_and(|r| r.contains("picked for 22000 vectors") && r.contains("graph")),
+        "{segs:?}"
+    );
+    assert_eq!(c.index_status().auto.unwrap().index.as_spec(), Some(want));
+    // Asking for AUTO again re-picks every segment for the collection's size now.
+    c.rebuild_index(IndexRequest::auto()).unwrap();
+    assert!(c.wait_index_ready(Duration::from_secs(120)));
+    let segs = sealed_specs(&c.describe());
+    assert!(segs.iter().all(|s| s.1 == Some(want)), "{segs:?}");
+    let hits = c
+        .search(
+            &data[5 * dim..6 * dim],
+            &SearchParams::new(1).with_ef(64),
+            ConsistencyLevel::Strong,
+            None,
+        )
+        .unwrap();
+    assert_eq!(hits.hits[0][0].id, 5);
+    engine.close();
 }
