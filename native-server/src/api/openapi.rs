@@ -27,11 +27,28 @@ fn schemas() -> Value {
         "IndexSpec": {
             "type": "object",
             "required": ["type"],
+            "description": "An index: its type with all, some or none of its parameters (params may be left out, null or {}; a missing parameter takes its default), or AUTO. Defaults: HNSW and HNSW_SQ8 m 16, ef_construction 100; IVF_FLAT, IVF_SQ8 and IVF_PQ nlist chosen per segment from its rows (the next power of two at or above 4√rows, halved until rows ≥ 39 × nlist); IVF_PQ m the smallest divisor of dim that is at least dim/4, nbits 8; DISKANN max_degree 64, search_list max(100, max_degree), pq_bytes dim/8. AUTO: the server's index advisor picks the type and its parameters for each segment when it is sealed, from the collection's rows at that time, its dim and the target (recall, default 0.95; ram_bytes, default no budget). describe shows the values chosen: schema.index and index.spec the request with its defaults, each segment's index.spec and index.reason what it got and why, index.auto AUTO's current pick.",
             "properties": {
-                "type": {"type": "string", "enum": ["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "HNSW_SQ8", "DISKANN"]},
-                "params": {"type": "object", "description": "nlist (IVF_*), m and nbits (IVF_PQ), m and ef_construction (HNSW*)", "additionalProperties": {"type": "integer"}}
+                "type": {"type": "string", "enum": ["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "HNSW_SQ8", "DISKANN", "AUTO"]},
+                "params": {
+                    "type": "object",
+                    "nullable": true,
+                    "additionalProperties": false,
+                    "description": "Only the parameters of the type: nlist (IVF_*), m and nbits (IVF_PQ), m and ef_construction (HNSW, HNSW_SQ8), max_degree, search_list and pq_bytes (DISKANN), recall and ram_bytes (AUTO). Each is optional.",
+                    "properties": {
+                        "nlist": {"type": "integer", "minimum": 1, "maximum": 1048576, "description": "IVF lists; default: per segment from its rows"},
+                        "m": {"type": "integer", "minimum": 1, "description": "IVF_PQ sub-quantisers (must divide dim; default the smallest divisor of dim ≥ dim/4), or HNSW links per node (2–512; default 16)"},
+                        "nbits": {"type": "integer", "minimum": 1, "maximum": 16, "default": 8},
+                        "ef_construction": {"type": "integer", "minimum": 1, "maximum": 65536, "default": 100},
+                        "max_degree": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 64},
+                        "search_list": {"type": "integer", "minimum": 1, "description": "default max(100, max_degree)"},
+                        "pq_bytes": {"type": "integer", "minimum": 1, "description": "default dim/8"},
+                        "recall": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1, "default": 0.95, "description": "AUTO: the recall@10 to reach"},
+                        "ram_bytes": {"type": "integer", "minimum": 1, "description": "AUTO: RAM the collection's indexes may take (default: no budget)"}
+                    }
+                }
             },
-            "example": {"type": "IVF_FLAT", "params": {"nlist": 1024}}
+            "example": {"type": "HNSW"}
         },
         "CreateCollection": {
             "type": "object",
@@ -204,5 +221,38 @@ mod tests {
             }
         }
         assert_eq!(doc["openapi"], "3.0.3");
+    }
+
+    #[test]
+    fn the_index_schema_names_every_type_and_parameter() {
+        use proxima_core::request::{IndexParams, IndexType};
+        let doc = document();
+        let spec = &doc["components"]["schemas"]["IndexSpec"];
+        let types: Vec<IndexType> =
+            serde_json::from_value(spec["properties"]["type"]["enum"].clone()).unwrap();
+        assert!(types.contains(&IndexType::Auto), "{types:?}");
+        let all = IndexParams {
+            nlist: Some(1),
+            m: Some(1),
+            nbits: Some(1),
+            ef_construction: Some(1),
+            max_degree: Some(1),
+            search_list: Some(1),
+            pq_bytes: Some(1),
+            recall: Some(1.0),
+            ram_bytes: Some(1),
+        };
+        let fields = serde_json::to_value(all).unwrap();
+        let mut ours: Vec<&String> = fields.as_object().unwrap().keys().collect();
+        let documented = spec["properties"]["params"]["properties"]
+            .as_object()
+            .unwrap();
+        let mut theirs: Vec<&String> = documented.keys().collect();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+        let example: super::super::types::SpecBody =
+            serde_json::from_value(spec["example"].clone()).unwrap();
+        assert_eq!(example.0.kind, IndexType::Hnsw);
     }
 }
