@@ -46,7 +46,7 @@ use super::config::EngineConfig;
 use super::error::{EngineError, EngineResult};
 use super::manifest::{new_handle, IndexEntry, Manifest, SegmentEntry};
 use super::schema::CollectionSchema;
-use super::search_pool::SearchPool;
+use super::search_pool::{Cancel, SearchPool};
 use super::segment::{sync_dir, Offloaded, ReadyIndex, SealedSegment, SegmentInfo};
 use super::shard::{Location, SealedEntry, ShardState};
 use super::wal::{Wal, WalOp, WalRecord};
@@ -700,6 +700,19 @@ impl Collection {
         level: ConsistencyLevel,
         session_seq: Option<Seq>,
     ) -> EngineResult<SearchResult> {
+        self.search_until(queries, params, level, session_seq, &Cancel::never())
+    }
+
+    /// [`Collection::search`] that stops with `cancelled` or `request_timeout` once `cancel`
+    /// says so, checked before each chunk of the batch and each segment.
+    pub fn search_until(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        level: ConsistencyLevel,
+        session_seq: Option<Seq>,
+        cancel: &Cancel,
+    ) -> EngineResult<SearchResult> {
         params.validate(&self.config.limits)?;
         let (queries, nq) = self.prepare(queries, "query")?;
         if nq > self.config.limits.max_queries {
@@ -723,14 +736,18 @@ impl Collection {
         // Chunks of the batch run in parallel on the search pool; each chunk fans out to
         // the shards.
         let chunk = self.searcher.chunk_queries(nq);
+        cancel.check()?;
         let hits = if self.searcher.runs_here(nq, self.shards.len()) {
             self.searcher
-                .run_here(|| self.search_shards(&queries, dim, metric, params))?
+                .run_here(|| self.search_shards(&queries, dim, metric, params, cancel))?
         } else {
             let chunks = self.searcher.run(|| {
                 queries
                     .par_chunks(chunk * dim)
-                    .map(|q| self.search_shards(q, dim, metric, params))
+                    .map(|q| {
+                        cancel.check()?;
+                        self.search_shards(q, dim, metric, params, cancel)
+                    })
                     .collect::<EngineResult<Vec<_>>>()
             })?;
             chunks.into_iter().flatten().collect()
@@ -745,14 +762,17 @@ impl Collection {
         dim: usize,
         metric: Metric,
         params: &SearchParams,
+        cancel: &Cancel,
     ) -> EngineResult<Vec<Vec<Hit>>> {
         if self.shards.len() == 1 {
-            return self.shards[0].read().search(queries, dim, metric, params);
+            return self.shards[0]
+                .read()
+                .search(queries, dim, metric, params, cancel);
         }
         let mut per_shard = self
             .shards
             .par_iter()
-            .map(|s| s.read().search(queries, dim, metric, params))
+            .map(|s| s.read().search(queries, dim, metric, params, cancel))
             .collect::<EngineResult<Vec<_>>>()?;
         Ok((0..queries.len() / dim)
             .map(|q| {

@@ -62,6 +62,16 @@ pub enum EngineError {
     #[error("the collection is closed")]
     Closed,
 
+    /// The request was abandoned (its client disconnected, or the server is stopping).
+    #[error("the request was cancelled")]
+    Cancelled,
+
+    /// The request ran past its deadline (`--request-timeout`).
+    #[error(
+        "the request did not finish within {timeout_ms} ms (--request-timeout): it was stopped"
+    )]
+    DeadlineExceeded { timeout_ms: u64 },
+
     #[error(
         "a snapshot of {vectors} vectors would take about {bytes} bytes, above the limit of {limit} bytes (--snapshot-max-bytes): ask for a subset (?limit= or ?id_min=&id_max=) or store SQ8 (?storage=sq8)"
     )]
@@ -101,6 +111,8 @@ impl EngineError {
             EngineError::Io { .. } => "io_error",
             EngineError::Corrupt { .. } => "corrupt_data",
             EngineError::Closed => "closed",
+            EngineError::Cancelled => "cancelled",
+            EngineError::DeadlineExceeded { .. } => "request_timeout",
             EngineError::Gpu(_) => "gpu_unavailable",
             EngineError::SnapshotTooLarge { .. } => "snapshot_too_large",
             EngineError::SnapshotRequired { .. } => "snapshot_required",
@@ -123,7 +135,10 @@ impl EngineError {
             | EngineError::IdsNotAllowed
             | EngineError::IdsRequired
             | EngineError::SessionAhead { .. } => ErrorKind::BadRequest,
-            EngineError::ConsistencyTimeout { .. } | EngineError::Closed => ErrorKind::Unavailable,
+            EngineError::ConsistencyTimeout { .. }
+            | EngineError::Closed
+            | EngineError::Cancelled
+            | EngineError::DeadlineExceeded { .. } => ErrorKind::Unavailable,
             EngineError::Io { .. } | EngineError::Corrupt { .. } | EngineError::Gpu(_) => {
                 ErrorKind::Internal
             }

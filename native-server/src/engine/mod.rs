@@ -33,6 +33,7 @@ pub use collection::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchR
 pub use config::{EngineConfig, FsyncPolicy};
 pub use error::{EngineError, EngineResult, ErrorKind};
 pub use schema::{validate_name, CollectionSchema};
+pub use search_pool::Cancel;
 pub use segment::{requeried_queries, write_file_atomic, SegmentIndexInfo, SegmentInfo};
 
 use builder::IndexBuilder;

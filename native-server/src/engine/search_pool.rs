@@ -18,8 +18,14 @@
 //! Index builds keep OpenMP on their own threads; BLAS stays single-threaded for them too
 //! (OpenBLAS has one process-wide setting), which slows IVF training on machines with many
 //! CPUs.
+//!
+//! A search can be stopped part-way with a [`Cancel`]: it is checked before each chunk of a
+//! batch and before each segment, so an abandoned request (its client gone) or one past its
+//! deadline gives the pool's threads back within one segment's search.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::error::{EngineError, EngineResult};
 use crate::index::faiss_backend::{
@@ -28,6 +34,61 @@ use crate::index::faiss_backend::{
 
 /// Fewest queries per chunk: below this, splitting a batch costs more than it saves.
 pub const MIN_CHUNK_QUERIES: usize = 8;
+
+/// Stops a search between chunks and segments: cancelled by its owner (the request was
+/// abandoned, or the server is stopping), or past a deadline. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    inner: Option<Arc<CancelInner>>,
+}
+
+#[derive(Debug)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl Cancel {
+    /// Never cancelled.
+    pub fn never() -> Self {
+        Self::default()
+    }
+
+    /// Cancelled by [`Cancel::cancel`], or once `timeout` (if any) has passed from now.
+    pub fn new(timeout: Option<Duration>) -> Self {
+        Self {
+            inner: Some(Arc::new(CancelInner {
+                cancelled: AtomicBool::new(false),
+                deadline: timeout.map(|t| (Instant::now() + t, t)),
+            })),
+        }
+    }
+
+    /// Stops the work at its next check.
+    pub fn cancel(&self) {
+        if let Some(i) = &self.inner {
+            i.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `Err` once cancelled (`cancelled`) or past the deadline (`request_timeout`).
+    pub fn check(&self) -> EngineResult<()> {
+        let Some(i) = &self.inner else {
+            return Ok(());
+        };
+        if let Some((at, timeout)) = i.deadline {
+            if Instant::now() >= at {
+                return Err(EngineError::DeadlineExceeded {
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+        }
+        if i.cancelled.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        Ok(())
+    }
+}
 
 /// The search thread pool.
 pub struct SearchPool {
@@ -116,5 +177,21 @@ mod tests {
         let before = faiss_threads();
         assert_eq!(pool.run_here(faiss_threads), 1);
         assert_eq!(faiss_threads(), before);
+    }
+
+    #[test]
+    fn cancel_is_shared_by_clones_and_a_deadline_passes() {
+        assert!(Cancel::never().check().is_ok());
+        Cancel::never().cancel();
+        let c = Cancel::new(None);
+        let seen = c.clone();
+        assert!(seen.check().is_ok());
+        c.cancel();
+        assert_eq!(seen.check().unwrap_err().code(), "cancelled");
+        let d = Cancel::new(Some(Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(5));
+        let e = d.check().unwrap_err();
+        assert_eq!(e.code(), "request_timeout");
+        assert!(e.to_string().contains("1 ms"), "{e}");
     }
 }

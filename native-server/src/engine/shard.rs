@@ -7,6 +7,7 @@ use proxima_core::exact::merge_hits;
 use proxima_core::{Bitmap, Hit, Metric, SearchParams};
 
 use super::error::EngineResult;
+use super::search_pool::Cancel;
 use super::segment::{GrowingSegment, SealedSegment, SegmentIndexInfo, SegmentInfo};
 
 /// Where an id's live row is.
@@ -146,13 +147,15 @@ impl ShardState {
         }
     }
 
-    /// Searches every segment of the shard and merges the best `k` per query.
+    /// Searches every segment of the shard and merges the best `k` per query; `cancel` is
+    /// checked before each segment.
     pub fn search(
         &self,
         queries: &[f32],
         dim: usize,
         metric: Metric,
         params: &SearchParams,
+        cancel: &Cancel,
     ) -> EngineResult<Vec<Vec<Hit>>> {
         let nq = queries.len() / dim;
         let mut per_segment = Vec::with_capacity(self.sealed.len() + 1);
@@ -161,6 +164,7 @@ impl ShardState {
         }
         for e in &self.sealed {
             if e.live_count > 0 {
+                cancel.check()?;
                 per_segment.push(e.segment.search(
                     queries,
                     metric,
@@ -237,13 +241,25 @@ mod tests {
         assert_eq!(s.count(), 2);
         assert_eq!(s.get(1, 2).unwrap(), vec![5.0, 5.0]);
         let hits = s
-            .search(&[0.0, 0.0], 2, Metric::L2, &SearchParams::new(10))
+            .search(
+                &[0.0, 0.0],
+                2,
+                Metric::L2,
+                &SearchParams::new(10),
+                &Cancel::never(),
+            )
             .unwrap();
         assert_eq!(hits[0].iter().map(|h| h.id).collect::<Vec<_>>(), vec![2, 1]);
         assert!(s.delete(2));
         assert!(!s.delete(2));
         let hits = s
-            .search(&[0.0, 0.0], 2, Metric::L2, &SearchParams::new(10))
+            .search(
+                &[0.0, 0.0],
+                2,
+                Metric::L2,
+                &SearchParams::new(10),
+                &Cancel::never(),
+            )
             .unwrap();
         assert_eq!(hits[0].iter().map(|h| h.id).collect::<Vec<_>>(), vec![1]);
         assert_eq!(s.count(), 1);
