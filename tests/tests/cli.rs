@@ -82,7 +82,7 @@ fn plan_json_matches_the_library() {
         768,
         proxima_core::IndexSpec::IvfPq {
             nlist: 16384,
-            m: 96,
+            m: proxima_core::request::default_pq_m(768),
             nbits: 8,
         },
     )

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use proxima_e2e::{http, HttpReply, Server};
+use proxima_e2e::{http, run_cli, HttpReply, Server};
 use serde_json::{json, Value};
 
 const DIM: usize = 8;
@@ -321,4 +321,62 @@ fn auto_picks_from_the_collection_size() {
     wait_index_ready(&s, "auto");
     let segs = sealed(&describe(&s, "auto"));
     assert!(segs.iter().all(|g| g["index"]["spec"] == hnsw), "{segs:?}");
+}
+
+#[test]
+fn import_creates_collections_with_partial_index_specs() {
+    let s = Server::start(&["--no-embed"]);
+    s.wait_ready();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("base.fvecs");
+    let mut bytes = Vec::new();
+    for i in 0..2000u64 {
+        bytes.extend_from_slice(&(DIM as i32).to_le_bytes());
+        row(i)
+            .iter()
+            .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+    }
+    std::fs::write(&file, bytes).unwrap();
+    for (name, index) in [
+        ("imp-ivf", r#"{"type":"IVF_FLAT"}"#),
+        ("imp-hnsw", r#"{"type":"HNSW","params":{}}"#),
+        ("imp-auto", r#"{"type":"AUTO","params":{"recall":0.9}}"#),
+    ] {
+        let (code, out, err) = run_cli(&[
+            "import",
+            file.to_str().unwrap(),
+            "--collection",
+            name,
+            "--server",
+            &s.base_url,
+            "--index",
+            index,
+            "--flush",
+        ]);
+        assert_eq!(code, 0, "{index}: {err}");
+        assert!(out.contains("imported 2000 vectors"), "{out}");
+        wait_index_ready(&s, name);
+    }
+    // 2,000 rows: 4√2000 → 256, halved to 32 (32 × 39 ≤ 2,000).
+    let seg = &sealed(&describe(&s, "imp-ivf"))[0];
+    assert_eq!(seg["index"]["type"], "IVF_FLAT(nlist=32)", "{seg}");
+    let seg = &sealed(&describe(&s, "imp-hnsw"))[0];
+    assert_eq!(
+        seg["index"]["type"], "HNSW(m=16, ef_construction=100)",
+        "{seg}"
+    );
+    let info = describe(&s, "imp-auto");
+    assert_eq!(info["index"]["auto"]["index"]["type"], "FLAT", "{info}");
+    let (code, _, err) = run_cli(&[
+        "import",
+        file.to_str().unwrap(),
+        "--collection",
+        "imp-bad",
+        "--server",
+        &s.base_url,
+        "--index",
+        r#"{"type":"HNSW","params":{"nlist":4}}"#,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("HNSW takes m, ef_construction"), "{err}");
 }

@@ -3,7 +3,8 @@
 use anyhow::Context;
 use clap::Args;
 use proxima_core::advisor::{advise, Advice, AdviceRequest};
-use proxima_core::sizing::{format_bytes, parse_bytes, plan, recommended_nlist, MemoryPlan};
+use proxima_core::request::{IndexParams, IndexRequest, IndexType};
+use proxima_core::sizing::{format_bytes, parse_bytes, plan, MemoryPlan};
 use proxima_core::IndexSpec;
 use serde::Serialize;
 
@@ -19,10 +20,11 @@ pub struct PlanArgs {
     /// (default: the advisor's recommendation).
     #[arg(long)]
     pub index: Option<String>,
-    /// IVF lists (default: the next power of two above 4√N).
+    /// IVF lists (default: the next power of two above 4√N, at most N/39).
     #[arg(long)]
     pub nlist: Option<usize>,
-    /// PQ sub-quantisers (IVF_PQ; default dim/8) or HNSW links per node (default 32).
+    /// PQ sub-quantisers (IVF_PQ; default: the smallest divisor of dim ≥ dim/4) or HNSW links
+    /// per node (default 16; efConstruction 100).
     #[arg(long)]
     pub m: Option<usize>,
     /// PQ bits per code (default 8).
@@ -46,41 +48,32 @@ pub struct PlanReport {
     pub advice: Advice,
 }
 
-/// Builds the index spec the user named, filling defaults.
+/// Builds the index spec the user named, filling in the defaults a collection's index gets
+/// (`proxima_core::request`), `nlist` for `--vectors` rows.
 pub fn spec_from_args(args: &PlanArgs) -> anyhow::Result<Option<IndexSpec>> {
     let Some(name) = &args.index else {
         return Ok(None);
     };
-    let nlist = args
-        .nlist
-        .unwrap_or_else(|| recommended_nlist(args.vectors));
-    let spec = match name.to_ascii_uppercase().replace('-', "_").as_str() {
-        "FLAT" => IndexSpec::Flat,
-        "IVF_FLAT" => IndexSpec::IvfFlat { nlist },
-        "IVF_SQ8" => IndexSpec::IvfSq8 { nlist },
-        "IVF_PQ" => IndexSpec::IvfPq {
-            nlist,
-            m: args.m.unwrap_or((args.dim / 8).max(1)),
-            nbits: args.nbits.unwrap_or(8),
+    let normalised = name.to_ascii_uppercase().replace('-', "_");
+    let kind: IndexType = serde_json::from_value(serde_json::Value::String(normalised.clone()))
+        .ok()
+        .filter(|k| *k != IndexType::Auto)
+        .with_context(|| {
+            format!(
+                "unknown index type {normalised}: use FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW, HNSW_SQ8 or DISKANN"
+            )
+        })?;
+    let takes = |p: &str| kind.param_names().contains(&p);
+    let request = IndexRequest {
+        kind,
+        params: IndexParams {
+            nlist: args.nlist.filter(|_| takes("nlist")),
+            m: args.m.filter(|_| takes("m")),
+            nbits: args.nbits.filter(|_| takes("nbits")),
+            ..IndexParams::default()
         },
-        "HNSW" => IndexSpec::Hnsw {
-            m: args.m.unwrap_or(32),
-            ef_construction: 200,
-        },
-        "HNSW_SQ8" => IndexSpec::HnswSq8 {
-            m: args.m.unwrap_or(32),
-            ef_construction: 200,
-        },
-        "DISKANN" => IndexSpec::DiskAnn {
-            max_degree: 64,
-            search_list: 100,
-            pq_bytes: (args.dim / 8).max(1),
-        },
-        other => anyhow::bail!(
-            "unknown index type {other}: use FLAT, IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW, HNSW_SQ8 or DISKANN"
-        ),
     };
-    Ok(Some(spec))
+    Ok(request.spec_for(args.dim, args.vectors))
 }
 
 /// Computes the report for `args`.
@@ -188,5 +181,33 @@ mod tests {
     #[test]
     fn unknown_index_is_an_error() {
         assert!(report(&args(Some("LSH"))).is_err());
+        assert!(report(&args(Some("AUTO"))).is_err());
+    }
+
+    #[test]
+    fn defaults_are_those_of_a_collection() {
+        let spec = |index: &str| spec_from_args(&args(Some(index))).unwrap().unwrap();
+        assert_eq!(
+            spec("hnsw"),
+            IndexSpec::Hnsw {
+                m: 16,
+                ef_construction: 100
+            }
+        );
+        assert_eq!(
+            spec("IVF_PQ"),
+            IndexSpec::IvfPq {
+                nlist: 4096,
+                m: 32,
+                nbits: 8
+            }
+        );
+        let mut a = args(Some("IVF_FLAT"));
+        a.nlist = None;
+        a.m = Some(8);
+        assert_eq!(
+            spec_from_args(&a).unwrap(),
+            Some(IndexSpec::IvfFlat { nlist: 4096 })
+        );
     }
 }
