@@ -4,6 +4,10 @@
 //! The recall figures are the typical ceilings of each family on real embeddings with tuned
 //! search parameters (the range operators usually reach), used to rule families in or out;
 //! the benchmark (`proxima bench`) measures them on the user's own data.
+//!
+//! [`auto_pick`] is the same advice for a collection whose index is `AUTO`: among the types
+//! the server builds, and always with an answer (the best that fits when nothing meets the
+//! target).
 
 use serde::{Deserialize, Serialize};
 

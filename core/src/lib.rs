@@ -5,6 +5,7 @@
 //!
 //! * the data types ([`VectorId`], [`Metric`], [`IndexSpec`], [`SearchParams`],
 //!   [`ConsistencyLevel`], [`Hit`]) and the typed [`Error`];
+//! * index requests with their defaults and `AUTO` ([`IndexRequest`], [`request`]);
 //! * the [`VectorIndex`] trait every backend implements (FAISS and DiskANN on the server,
 //!   the HNSW cache in the browser) and [`ExactIndex`], the brute-force reference;
 //! * memory sizing ([`sizing`]) and the index advisor ([`advisor`]);
