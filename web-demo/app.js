@@ -481,9 +481,11 @@ function renderPanel() {
     const how =
       c.source === 'persisted'
         ? 'restored from IndexedDB'
-        : d
-          ? `downloaded snapshot (${fmt.mb(d.bytes)}${d.wireBytes !== d.bytes ? `, ${fmt.mb(d.wireBytes)} on the wire` : ''}, ${fmt.s(d.ms)})`
-          : 'downloaded snapshot';
+        : d && d.bytes < 4096
+          ? 'started from the collection as it was being built; the vectors arrived through the live feed'
+          : d
+            ? `downloaded snapshot (${fmt.mb(d.bytes)}${d.wireBytes !== d.bytes ? `, ${fmt.mb(d.wireBytes)} on the wire` : ''}, ${fmt.s(d.ms)})`
+            : 'downloaded snapshot';
     $('st-loaded').textContent = `${how}; ready ${fmt.s(state.readyMs)} after the page opened`;
     $('st-loaded').dataset.source = c.source;
     $('st-persisted').textContent = c.lastPersistAt
