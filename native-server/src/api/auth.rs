@@ -2,7 +2,9 @@
 //!
 //! A key travels as `Authorization: Bearer <key>` or `x-api-key: <key>`. With no key configured
 //! every route is open. With keys configured, a route that needs access answers 401 without a
-//! valid key and 403 when a read-only key attempts a write. `/healthz`, `/readyz`, `/metrics`,
+//! valid key and 403 when a read-only key attempts a write. A request may carry both headers
+//! (a proxy may add one): each key is checked and the request has the access of the best valid
+//! one, so a wrong `x-api-key` never spoils a valid `Authorization` header, nor the reverse. `/healthz`, `/readyz`, `/metrics`,
 //! `/version` and `/openapi.json` are always open.
 
 use warp::http::{HeaderMap, StatusCode};
@@ -75,14 +77,31 @@ impl Keys {
         }
     }
 
-    /// The key a request presents, if any.
-    fn presented(headers: &HeaderMap) -> Option<&str> {
-        if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-            return Some(v.trim());
+    /// The keys a request presents: `x-api-key`, then `Authorization: Bearer`.
+    fn presented(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+        let api_key = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|auth| auth.trim().split_once(' '))
+            .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()));
+        api_key.into_iter().chain(bearer)
+    }
+
+    /// What `key` allows, if it is one of the configured keys (compared without early exit).
+    fn grants(&self, key: &str) -> Option<Access> {
+        let write = self.write.as_deref().is_some_and(|w| same(w, key));
+        let read = self.read.as_deref().is_some_and(|r| same(r, key));
+        if write {
+            Some(Access::Write)
+        } else if read {
+            Some(Access::Read)
+        } else {
+            None
         }
-        let auth = headers.get("authorization")?.to_str().ok()?.trim();
-        let (scheme, key) = auth.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
     }
 
     /// Checks a request against what its route needs.
@@ -90,31 +109,35 @@ impl Keys {
         if access == Access::Open || self.is_open() {
             return Ok(());
         }
-        let Some(key) = Self::presented(headers) else {
-            return Err(ApiError::new(
+        let mut any = false;
+        let mut best = None;
+        for key in Self::presented(headers) {
+            any = true;
+            best = match (best, self.grants(key)) {
+                (Some(Access::Write), _) | (_, Some(Access::Write)) => Some(Access::Write),
+                (Some(Access::Read), _) | (_, Some(Access::Read)) => Some(Access::Read),
+                _ => None,
+            };
+        }
+        match best {
+            Some(Access::Write) => Ok(()),
+            Some(_) if access == Access::Read => Ok(()),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the read-only key cannot write: use the write key",
+            )),
+            None if !any => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "an API key is required: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
-            ));
-        };
-        if self.write.as_deref().is_some_and(|w| same(w, key)) {
-            return Ok(());
+            )),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "invalid API key",
+            )),
         }
-        if self.read.as_deref().is_some_and(|r| same(r, key)) {
-            return match access {
-                Access::Write => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "the read-only key cannot write: use the write key",
-                )),
-                _ => Ok(()),
-            };
-        }
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "invalid API key",
-        ))
     }
 }
 
@@ -162,5 +185,31 @@ mod tests {
         let keys = Keys::new(Some("wkey\n".into()), None);
         let sent = headers(&[("x-api-key", "wkey")]);
         assert!(keys.check(Access::Write, &sent).is_ok());
+    }
+
+    #[test]
+    fn both_headers_give_the_best_valid_key() {
+        let keys = Keys::new(Some("w".into()), Some("r".into()));
+        let status = |a, pairs: &[(&'static str, &str)]| {
+            keys.check(a, &headers(pairs))
+                .err()
+                .map(|e| e.status.as_u16())
+        };
+        // A wrong x-api-key does not spoil a valid bearer key, nor the reverse.
+        let wrong_api_key = [("x-api-key", "nope"), ("authorization", "Bearer w")];
+        assert_eq!(status(Access::Write, &wrong_api_key), None);
+        let wrong_bearer = [("x-api-key", "w"), ("authorization", "Bearer nope")];
+        assert_eq!(status(Access::Write, &wrong_bearer), None);
+        // The write key in either header wins over the read key in the other.
+        let read_and_write = [("x-api-key", "r"), ("authorization", "Bearer w")];
+        assert_eq!(status(Access::Write, &read_and_write), None);
+        let read_and_wrong = [("x-api-key", "r"), ("authorization", "Bearer nope")];
+        assert_eq!(status(Access::Read, &read_and_wrong), None);
+        assert_eq!(status(Access::Write, &read_and_wrong), Some(403));
+        let both_wrong = [("x-api-key", "x"), ("authorization", "Bearer y")];
+        assert_eq!(status(Access::Read, &both_wrong), Some(401));
+        // An Authorization header of another scheme presents no key.
+        let basic = [("x-api-key", "w"), ("authorization", "Basic w")];
+        assert_eq!(status(Access::Write, &basic), None);
     }
 }
