@@ -231,7 +231,13 @@ pub fn search(s: &AppState, c: &Call) -> Answer {
     let started = Instant::now();
     let (params, nq) = (req.search_params(), req.vectors.rows);
     let queries = req.vectors.into_flat(col.schema().dim)?;
-    let result = col.search(&queries, &params, req.consistency, req.session_seq)?;
+    let result = col.search_until(
+        &queries,
+        &params,
+        req.consistency,
+        req.session_seq,
+        &c.cancel,
+    )?;
     s.metrics.searched(c.name(), nq);
     ok(&SearchResponse {
         results: result.hits,

@@ -44,6 +44,10 @@ pub struct Metrics {
     snapshot_builds: IntGaugeVec,
     snapshot_bytes: IntGaugeVec,
     snapshot_served: IntCounterVec,
+    connections: IntGauge,
+    connections_refused: IntCounter,
+    connections_closed: IntCounterVec,
+    requests_stopped: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -254,8 +258,52 @@ impl Metrics {
                 "Bytes of cache snapshots sent.",
                 &["collection"],
             ),
+            connections: register(
+                &r,
+                IntGauge::new("proxima_http_connections", "Open HTTP connections.")
+                    .expect("valid metric"),
+            ),
+            connections_refused: register(
+                &r,
+                IntCounter::new(
+                    "proxima_http_connections_refused_total",
+                    "Connections refused (503 too_many_connections) at the --max-connections cap.",
+                )
+                .expect("valid metric"),
+            ),
+            connections_closed: counter(
+                "proxima_http_connections_closed_total",
+                "Connections the server closed: idle past --idle-timeout, or a request head not complete within --header-read-timeout.",
+                &["reason"],
+            ),
+            requests_stopped: counter(
+                "proxima_http_requests_stopped_total",
+                "Requests whose work stopped part-way: the client went away (abandoned) or --request-timeout passed (timeout).",
+                &["route", "reason"],
+            ),
             registry: r,
         }
+    }
+
+    /// The open-connections gauge (the connection layer moves it).
+    pub fn connections_gauge(&self) -> IntGauge {
+        self.connections.clone()
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// A connection closed by the server: `idle` or `header_timeout`.
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed.with_label_values(&[reason]).inc();
+    }
+
+    /// A request's work stopped part-way: `abandoned` or `timeout`.
+    pub fn request_stopped(&self, route: &str, reason: &str) {
+        self.requests_stopped
+            .with_label_values(&[route, reason])
+            .inc();
     }
 
     /// Counts a live waiter for as long as the guard lives.

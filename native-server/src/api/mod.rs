@@ -11,6 +11,8 @@
 //! * [`metrics`] — Prometheus metrics;
 //! * [`openapi`] — the OpenAPI 3 document;
 //! * [`sync`] — the change feed (live long-polls wait on the reactor) and cache snapshots;
+//! * [`server`] — the connections: header-read and idle timeouts, the connection cap, the
+//!   bounded shutdown;
 //! * `demo` — the demo's status and documents; [`web`] — the page and the web package.
 
 pub mod auth;
@@ -21,6 +23,7 @@ pub mod json_rows;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod sync;
 pub mod types;
 pub mod web;
@@ -28,6 +31,7 @@ pub mod web;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -35,6 +39,7 @@ use warp::reply::Response;
 pub use auth::{Access, Keys};
 pub use errors::ApiError;
 pub use metrics::Metrics;
+pub use server::ConnConfig;
 
 use crate::demo::Demo;
 use crate::embed::Embedder;
@@ -44,6 +49,8 @@ use crate::engine::Engine;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// Default cap on texts per `/v1/embed` request.
 pub const DEFAULT_MAX_EMBED_TEXTS: usize = 1024;
+/// Default deadline of a request (`--request-timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -51,6 +58,10 @@ pub struct ApiConfig {
     pub keys: Keys,
     pub max_body_bytes: usize,
     pub max_embed_texts: usize,
+    /// Deadline of a request from its head (the live feed's wait excluded); `None`: none.
+    pub request_timeout: Option<Duration>,
+    /// Connection timeouts, cap and shutdown bound.
+    pub conn: ConnConfig,
     /// The browser page and web package to serve at `/` and `/pkg/`.
     pub web: web::WebFiles,
 }
@@ -61,6 +72,8 @@ impl Default for ApiConfig {
             keys: Keys::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_embed_texts: DEFAULT_MAX_EMBED_TEXTS,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            conn: ConnConfig::default(),
             web: web::WebFiles::default(),
         }
     }
@@ -82,6 +95,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub max_embed_texts: usize,
+    pub request_timeout: Option<Duration>,
+    pub conn: ConnConfig,
     /// Set once the server stops accepting requests: live feed requests answer at once
     /// instead of holding the shutdown up for their timeout.
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -100,6 +115,8 @@ impl AppState {
             metrics: Metrics::new(),
             max_body_bytes: config.max_body_bytes,
             max_embed_texts: config.max_embed_texts,
+            request_timeout: config.request_timeout,
+            conn: config.conn,
             stopping: tokio::sync::watch::Sender::new(false),
             web: config.web,
             demo: OnceLock::new(),
@@ -151,7 +168,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 /// Binds `addr`; returns the bound address and the future that serves until `shutdown`
-/// resolves, then finishes the requests in flight.
+/// resolves, then finishes the requests in flight within `conn.shutdown_timeout` (see
+/// [`server`]).
 pub async fn bind(
     addr: SocketAddr,
     state: Arc<AppState>,
@@ -159,16 +177,7 @@ pub async fn bind(
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let stopping = state.stopping.clone();
-    let shutdown = async move {
-        shutdown.await;
-        stopping.send_replace(true);
-    };
-    let server = warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run();
-    Ok((local, server))
+    Ok((local, server::run(listener, state, shutdown)))
 }
 
 /// `bytes` gzip-compressed (level 6).

@@ -161,6 +161,9 @@ fn operation(route: &super::routes::Route) -> Value {
     let mut responses = Map::new();
     responses.insert("200".into(), json!({"description": "success"}));
     responses.insert("4XX".into(), error.clone());
+    let mut unavailable = error.clone();
+    unavailable["description"] = json!(UNAVAILABLE);
+    responses.insert("503".into(), unavailable);
     responses.insert("5XX".into(), error);
     op.insert("responses".into(), Value::Object(responses));
     match route.access {
@@ -180,19 +183,31 @@ fn operation(route: &super::routes::Route) -> Value {
     Value::Object(op)
 }
 
+/// What a 503 means, on every operation.
+const UNAVAILABLE: &str = "unavailable: not_ready (recovery), consistency_timeout, request_timeout (a read past --request-timeout, 60 s by default: a search stops part-way), too_many_connections (past --max-connections; the connection is closed, retry shortly), embedder_unavailable";
+
+/// How the server treats connections and requests, for the document's description.
+const CONNECTIONS: &str = "Connections: a request head must arrive within --header-read-timeout (10 s) of its first byte, a keep-alive connection is closed after --idle-timeout (30 s) without a request (a request in flight, such as a live change-feed poll, is never idle), and past --max-connections (10,000) a new connection is answered 503 too_many_connections and closed. Requests: a read that runs past --request-timeout (60 s; a live poll's wait not included) answers 503 request_timeout, and a search whose client disconnects or whose deadline passes stops at its next segment. HEAD is answered wherever GET is. Routes without a request body never read one.";
+
 /// The document served at `/openapi.json`.
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
         let item = paths.entry(r.path).or_insert_with(|| json!({}));
         item[r.method.as_str().to_lowercase()] = operation(r);
+        if r.method == warp::http::Method::GET {
+            let mut head = operation(r);
+            head["summary"] = json!(format!("Headers of GET {}, without the body.", r.path));
+            head["operationId"] = json!(format!("head {}", r.path));
+            item["head"] = head;
+        }
     }
     json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Proxima",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Vector similarity search. Errors are {\"error\": {\"code\", \"message\"}}."
+            "description": format!("Vector similarity search. Errors are {{\"error\": {{\"code\", \"message\"}}}}. {CONNECTIONS}")
         },
         "paths": paths,
         "components": {
@@ -216,6 +231,10 @@ mod tests {
         for r in ROUTES {
             let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {}", r.method, r.path);
+            assert!(op["responses"]["503"].is_object());
+            let get = ROUTES.iter().any(|g| g.path == r.path && g.method == "GET");
+            let head = &doc["paths"][r.path]["head"];
+            assert_eq!(head.is_object(), get, "HEAD {}", r.path);
             if let Some(s) = r.request {
                 assert!(doc["components"]["schemas"][s].is_object(), "{s}");
             }

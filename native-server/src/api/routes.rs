@@ -1,9 +1,9 @@
 //! The route table and what every request goes through: auth, body limit, the handler off
-//! the reactor (`spawn_blocking`), error mapping, metrics.
+//! the reactor (`spawn_blocking`) under the request's deadline, error mapping, metrics.
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
@@ -16,14 +16,17 @@ use super::auth::Access;
 use super::errors::ApiError;
 use super::handlers as h;
 use super::AppState;
+use crate::engine::{Cancel, EngineError};
 
 /// What a handler gets: path parameters in template order, the decoded query string,
-/// headers, the whole body.
+/// headers, the whole body (empty for routes that take none: their body is never read), and
+/// the request's [`Cancel`] (its deadline; cancelled when the client goes away).
 pub struct Call {
     pub params: Vec<String>,
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub cancel: Cancel,
 }
 
 impl Call {
@@ -43,7 +46,8 @@ pub struct Route {
     pub path: &'static str,
     pub access: Access,
     pub summary: &'static str,
-    /// Schema (in the OpenAPI document's components) of the request body, if any.
+    /// Schema (in the OpenAPI document's components) of the request body, if any. Routes
+    /// without one never read a body.
     pub request: Option<&'static str>,
     pub handler: Handler,
 }
@@ -107,12 +111,13 @@ fn path_filter(template: &'static str) -> BoxedFilter<(Vec<String>,)> {
     f.and(warp::path::end()).boxed()
 }
 
+/// The route's method; `HEAD` wherever `GET` (hyper sends the headers without the body).
 fn method_filter(m: &Method) -> BoxedFilter<()> {
     match *m {
         Method::POST => warp::post().boxed(),
         Method::PUT => warp::put().boxed(),
         Method::DELETE => warp::delete().boxed(),
-        _ => warp::get().boxed(),
+        _ => warp::get().or(warp::head()).unify().boxed(),
     }
 }
 
@@ -120,12 +125,23 @@ fn method_filter(m: &Method) -> BoxedFilter<()> {
 pub fn endpoint(state: Arc<AppState>, route: &'static Route) -> BoxedFilter<(Response,)> {
     path_filter(route.path)
         .and(method_filter(&route.method))
+        .and(warp::method())
         .and(warp::query::<Vec<(String, String)>>())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
-            move |params: Vec<String>, query: Vec<(String, String)>, headers: HeaderMap, body| {
-                serve(state.clone(), route, params, query, headers, body)
+            move |params: Vec<String>,
+                  method: Method,
+                  query: Vec<(String, String)>,
+                  headers: HeaderMap,
+                  body| {
+                let request = Request {
+                    method,
+                    params,
+                    query,
+                    headers,
+                };
+                serve(state.clone(), route, request, body)
             },
         )
         .boxed()
@@ -185,32 +201,76 @@ where
     Ok(Bytes::from(buf))
 }
 
-async fn serve<S, B>(
-    state: Arc<AppState>,
-    route: &'static Route,
+/// A request as matched, before its body.
+struct Request {
+    method: Method,
     params: Vec<String>,
     query: Vec<(String, String)>,
     headers: HeaderMap,
-    body: S,
-) -> Response
+}
+
+/// Cancels the request's work when the request's future is dropped (its client went away,
+/// or the shutdown timeout passed); after an answer it has no effect.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// `request_timeout` past `deadline`.
+async fn before<T>(
+    deadline: Option<(Instant, Duration)>,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    match deadline {
+        None => work.await,
+        Some((at, timeout)) => tokio::time::timeout_at(at.into(), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(EngineError::DeadlineExceeded {
+                    timeout_ms: timeout.as_millis() as u64,
+                }
+                .into())
+            }),
+    }
+}
+
+async fn serve<S, B>(state: Arc<AppState>, route: &'static Route, req: Request, body: S) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
     let started = Instant::now();
+    let Request {
+        method,
+        params,
+        query,
+        headers,
+    } = req;
     let name = route
         .path
         .starts_with("/v1/collections/{name}")
         .then(|| params.first().cloned())
         .flatten();
+    let timeout = state.request_timeout;
     let result = async {
         state.keys.check(route.access, &headers)?;
-        let body = read_body(body, &headers, state.max_body_bytes).await?;
-        let call = Call {
+        // The deadline runs from the head: reading the body, then the handler (a write's
+        // handler runs to completion once the engine has the write: a timeout could not say
+        // whether it was applied).
+        let deadline = timeout.map(|t| (started + t, t));
+        let body = match route.request {
+            Some(_) => before(deadline, read_body(body, &headers, state.max_body_bytes)).await?,
+            None => Bytes::new(),
+        };
+        let mut call = Call {
             params,
             query,
             headers,
             body,
+            cancel: Cancel::never(),
         };
         // Probes answer on the reactor: they touch no lock and no disk, and must answer while
         // the blocking pool is saturated by slow requests.
@@ -218,20 +278,41 @@ where
             return (route.handler)(&state, &call);
         }
         // A live feed request waits for a change here, on the reactor: a thousand waiting
-        // clients hold no thread.
-        if route.path == "/v1/collections/{name}/changes" {
+        // clients hold no thread. The wait (at most 60 s, ended by a shutdown) is not part of
+        // the deadline.
+        let deadline = if route.path == "/v1/collections/{name}/changes" {
             super::sync::wait_for_changes(&state, &call).await;
-        }
+            timeout.map(|t| (Instant::now() + t, t))
+        } else {
+            deadline
+        };
+        let deadline = deadline.filter(|_| route.access != Access::Write);
+        call.cancel = Cancel::until(deadline);
+        let _abandoned = CancelOnDrop(call.cancel.clone());
         let st = state.clone();
-        tokio::task::spawn_blocking(move || (route.handler)(&st, &call))
-            .await
-            .map_err(|e| {
+        let handler = tokio::task::spawn_blocking(move || {
+            let result = (route.handler)(&st, &call);
+            if let Err(e) = &result {
+                match &*e.code {
+                    "cancelled" => st.metrics.request_stopped(route.path, "abandoned"),
+                    "request_timeout" => st.metrics.request_stopped(route.path, "timeout"),
+                    _ => {}
+                }
+            }
+            result
+        });
+        // Past the deadline the answer goes out at once; a search notices at its next chunk
+        // or segment, other work finishes in the background.
+        before(deadline, async {
+            handler.await.map_err(|e| {
                 ApiError::internal(if e.is_panic() {
                     "the request handler panicked (see the server log)"
                 } else {
                     "the request handler was cancelled"
                 })
             })?
+        })
+        .await
     }
     .await;
     let response = match result {
@@ -256,14 +337,10 @@ where
         _ => "",
     };
     let secs = started.elapsed().as_secs_f64();
-    state.metrics.observe(
-        route.path,
-        route.method.as_str(),
-        status.as_u16(),
-        label,
-        secs,
-    );
-    tracing::debug!(route = route.path, method = %route.method, status = status.as_u16(), ms = secs * 1e3, "request");
+    state
+        .metrics
+        .observe(route.path, method.as_str(), status.as_u16(), label, secs);
+    tracing::debug!(route = route.path, method = %method, status = status.as_u16(), ms = secs * 1e3, "request");
     response
 }
 

@@ -1,6 +1,7 @@
 //! The browser page: `web-demo/` at `/` and the built web package (`target/wasm-pkg/web`) at
-//! `/pkg/`, as static files (content types by extension, `application/wasm` included;
-//! conditional and range requests as warp's file server answers them).
+//! `/pkg/`, as static files for `GET` and `HEAD` (content types by extension,
+//! `application/wasm` included; conditional and range requests as warp's file server answers
+//! them).
 
 use std::path::PathBuf;
 
@@ -41,7 +42,12 @@ fn no_cache(r: impl Reply) -> Response {
     r
 }
 
-/// GET filters for the page and the package (nothing matches where a directory is absent).
+/// `GET`, or `HEAD` (the same headers, no body).
+fn get_or_head() -> BoxedFilter<()> {
+    warp::get().or(warp::head()).unify().boxed()
+}
+
+/// GET and HEAD filters for the page and the package (nothing matches where a directory is absent).
 pub fn files(web: &WebFiles) -> Option<BoxedFilter<(Response,)>> {
     let mut filter: Option<BoxedFilter<(Response,)>> = None;
     let mut add = |f: BoxedFilter<(Response,)>| {
@@ -51,19 +57,19 @@ pub fn files(web: &WebFiles) -> Option<BoxedFilter<(Response,)>> {
         });
     };
     if let Some(pkg) = &web.pkg {
-        add(warp::get()
+        add(get_or_head()
             .and(warp::path("pkg"))
             .and(warp::fs::dir(pkg.clone()))
             .map(no_cache)
             .boxed());
     }
     if let Some(dir) = &web.dir {
-        add(warp::get()
+        add(get_or_head()
             .and(warp::path::end())
             .and(warp::fs::file(dir.join("index.html")))
             .map(no_cache)
             .boxed());
-        add(warp::get()
+        add(get_or_head()
             .and(warp::fs::dir(dir.clone()))
             .map(no_cache)
             .boxed());

@@ -50,6 +50,28 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger ones answer 413 [default: 67108864].
     #[arg(long, env = "PROXIMA_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Time a request head may take to arrive, from its first byte (from the accept for a
+    /// connection's first request); a client stalled in a head is closed. Durations: `10s`,
+    /// `500ms`, `2m`, or a number of seconds [default: 10s].
+    #[arg(long, env = "PROXIMA_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<Secs>,
+    /// Time a keep-alive connection may wait for its next request before it is closed (a
+    /// request in flight, such as a live change-feed long-poll, is never idle) [default: 30s].
+    #[arg(long, env = "PROXIMA_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<Secs>,
+    /// Most open connections; past it a new connection is answered 503 `too_many_connections`
+    /// and closed [default: 10000, lowered to fit the open-file limit].
+    #[arg(long, env = "PROXIMA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Deadline of a request from its head (a live feed's wait excluded): past it the answer is
+    /// 503 `request_timeout` and a search stops; writes are bounded only while their body is
+    /// read. 0: no deadline [default: 60s].
+    #[arg(long, env = "PROXIMA_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<Secs>,
+    /// On SIGTERM/SIGINT, time the requests in flight get to finish; then they are dropped and
+    /// the engine is closed anyway [default: 30s].
+    #[arg(long, env = "PROXIMA_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<Secs>,
     /// `always` (group commit: acknowledged writes are on disk) or `never` (the OS flushes
     /// later) [default: always].
     #[arg(long, env = "PROXIMA_FSYNC")]
@@ -130,6 +152,11 @@ pub struct FileConfig {
     pub model_dir: Option<PathBuf>,
     pub embed: Option<bool>,
     pub max_body_bytes: Option<usize>,
+    pub header_read_timeout: Option<Secs>,
+    pub idle_timeout: Option<Secs>,
+    pub max_connections: Option<usize>,
+    pub request_timeout: Option<Secs>,
+    pub shutdown_timeout: Option<Secs>,
     pub fsync: Option<String>,
     pub seal_rows: Option<usize>,
     pub bounded_staleness_ms: Option<u64>,
@@ -157,6 +184,52 @@ impl FileConfig {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// A duration in a flag, an environment variable or the TOML file: `30s`, `500ms`, `2m`, or a
+/// number of seconds (`1.5`; in TOML also a bare number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secs(pub Duration);
+
+impl std::str::FromStr for Secs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+            (n, 1e-3)
+        } else if let Some(n) = t.strip_suffix('s') {
+            (n, 1.0)
+        } else if let Some(n) = t.strip_suffix('m') {
+            (n, 60.0)
+        } else {
+            (t, 1.0)
+        };
+        let secs = number
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|n| n * scale)
+            .filter(|n| n.is_finite() && *n >= 0.0 && *n < 1e9)
+            .ok_or_else(|| format!("{s:?} is not a duration (e.g. 30s, 500ms, 2m, 1.5)"))?;
+        Ok(Secs(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string().parse(),
+            Raw::Text(t) => t.parse(),
+        }
+        .map_err(serde::de::Error::custom)
     }
 }
 
@@ -275,6 +348,41 @@ impl Settings {
             max_body_bytes >= 1024,
             "max_body_bytes must be at least 1024"
         );
+        let conn = {
+            let d = api::ConnConfig::default();
+            let header_read_timeout = args
+                .header_read_timeout
+                .or(file.header_read_timeout)
+                .map_or(d.header_read_timeout, |s| s.0);
+            let idle_timeout = args
+                .idle_timeout
+                .or(file.idle_timeout)
+                .map_or(d.idle_timeout, |s| s.0);
+            anyhow::ensure!(
+                !header_read_timeout.is_zero() && !idle_timeout.is_zero(),
+                "header_read_timeout and idle_timeout must be above 0"
+            );
+            let max_connections = args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections);
+            anyhow::ensure!(max_connections > 0, "max_connections must be at least 1");
+            api::ConnConfig {
+                header_read_timeout,
+                idle_timeout,
+                max_connections,
+                shutdown_timeout: args
+                    .shutdown_timeout
+                    .or(file.shutdown_timeout)
+                    .map_or(d.shutdown_timeout, |s| s.0),
+            }
+        };
+        let request_timeout = args
+            .request_timeout
+            .or(file.request_timeout)
+            .map_or(Some(api::DEFAULT_REQUEST_TIMEOUT), |s| {
+                (!s.0.is_zero()).then_some(s.0)
+            });
         let demo_mode = if args.no_demo || file.demo == Some(false) {
             DemoMode::Off
         } else if args.demo || file.demo == Some(true) {
@@ -313,6 +421,8 @@ impl Settings {
                     args.read_key.or(file.read_key),
                 ),
                 max_body_bytes,
+                request_timeout,
+                conn,
                 web,
                 ..ApiConfig::default()
             },
@@ -330,6 +440,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut settings = Settings::resolve(args)?;
+    settings.api.conn.max_connections =
+        api::server::fit_open_file_limit(settings.api.conn.max_connections);
     faiss_backend::self_check().map_err(anyhow::Error::msg)?;
     let data_dir = &settings.engine.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -338,11 +450,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(settings))
+    let result = runtime.block_on(serve(settings));
+    // Handlers the shutdown timeout dropped may still run on blocking threads (work that
+    // cannot stop part-way); the engine is closed, so the process does not wait for them.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 /// Listens, opens the engine and loads the model in the background, serves until SIGINT or
-/// SIGTERM, finishes the requests in flight, then closes the engine.
+/// SIGTERM, finishes the requests in flight (for at most the shutdown timeout), then closes
+/// the engine.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(settings.api.clone()));
     let (fatal_tx, mut fatal_rx) = tokio::sync::watch::channel::<Option<String>>(None);
@@ -476,6 +593,63 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("no_such_setting"), "{e:#}");
+    }
+
+    #[test]
+    fn connection_settings_take_durations() {
+        for (text, ms) in [
+            ("30", 30_000),
+            ("1.5", 1_500),
+            ("250ms", 250),
+            ("10s", 10_000),
+            ("2m", 120_000),
+        ] {
+            assert_eq!(
+                text.parse::<Secs>().unwrap().0,
+                Duration::from_millis(ms),
+                "{text}"
+            );
+        }
+        for bad in ["", "s", "-1", "ten", "1h", "NaN"] {
+            assert!(bad.parse::<Secs>().is_err(), "{bad}");
+        }
+        let s = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(s.api.conn, api::ConnConfig::default());
+        assert_eq!(s.api.request_timeout, Some(api::DEFAULT_REQUEST_TIMEOUT));
+        assert!(s.api.conn.idle_timeout <= Duration::from_secs(30));
+        assert!(s.api.conn.header_read_timeout <= Duration::from_secs(30));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxima.toml");
+        std::fs::write(
+            &path,
+            "idle_timeout = 5\nheader_read_timeout = \"750ms\"\nmax_connections = 7\nrequest_timeout = 0\nshutdown_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path),
+            idle_timeout: Some(Secs(Duration::from_secs(3))),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let c = &s.api.conn;
+        assert_eq!(c.idle_timeout, Duration::from_secs(3));
+        assert_eq!(c.header_read_timeout, Duration::from_millis(750));
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(2));
+        assert_eq!(s.api.request_timeout, None);
+        for bad in [
+            ServeArgs {
+                idle_timeout: Some(Secs(Duration::ZERO)),
+                ..ServeArgs::default()
+            },
+            ServeArgs {
+                max_connections: Some(0),
+                ..ServeArgs::default()
+            },
+        ] {
+            assert!(Settings::resolve(bad).is_err());
+        }
     }
 
     #[test]

@@ -54,12 +54,13 @@ impl Cancel {
         Self::default()
     }
 
-    /// Cancelled by [`Cancel::cancel`], or once `timeout` (if any) has passed from now.
-    pub fn new(timeout: Option<Duration>) -> Self {
+    /// Cancelled by [`Cancel::cancel`], or at `deadline` (the instant, and the timeout it
+    /// came from for the error's message), if any.
+    pub fn until(deadline: Option<(Instant, Duration)>) -> Self {
         Self {
             inner: Some(Arc::new(CancelInner {
                 cancelled: AtomicBool::new(false),
-                deadline: timeout.map(|t| (Instant::now() + t, t)),
+                deadline,
             })),
         }
     }
@@ -183,13 +184,12 @@ mod tests {
     fn cancel_is_shared_by_clones_and_a_deadline_passes() {
         assert!(Cancel::never().check().is_ok());
         Cancel::never().cancel();
-        let c = Cancel::new(None);
+        let c = Cancel::until(None);
         let seen = c.clone();
         assert!(seen.check().is_ok());
         c.cancel();
         assert_eq!(seen.check().unwrap_err().code(), "cancelled");
-        let d = Cancel::new(Some(Duration::from_millis(1)));
-        std::thread::sleep(Duration::from_millis(5));
+        let d = Cancel::until(Some((Instant::now(), Duration::from_millis(1))));
         let e = d.check().unwrap_err();
         assert_eq!(e.code(), "request_timeout");
         assert!(e.to_string().contains("1 ms"), "{e}");
