@@ -1,8 +1,8 @@
 //! Connections and requests on a real `proxima serve` process, with short timeouts passed as
-//! flags: stalled heads and idle connections are closed (live long-polls are not idle), the
-//! connection cap refuses the excess with 503, abandoned and late searches stop using the
-//! search pool, SIGTERM ends within the shutdown timeout, open routes never read a body,
-//! `HEAD` answers where `GET` does, and both key headers at once.
+//! flags: stalled heads, idle connections and clients that stop reading are closed (live
+//! long-polls are not idle), the connection cap refuses the excess with 503, abandoned and
+//! late searches stop using the search pool, SIGTERM ends within the shutdown timeout, open
+//! routes never read a body, `HEAD` answers where `GET` does, and both key headers at once.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -373,6 +373,8 @@ fn abandoned_and_late_searches_stop_and_sigterm_is_bounded() {
         "never",
         "--request-timeout",
         "1s",
+        "--idle-timeout",
+        "1s",
     ]);
     s.wait_ready();
     let r = http(
@@ -431,6 +433,20 @@ fn abandoned_and_late_searches_stop_and_sigterm_is_bounded() {
     wait_metric(&s, &stopped("timeout"), 1.0, Duration::from_secs(5));
     let r = search(&s, 16);
     assert_eq!(r.status, 200, "{}", r.json);
+
+    // A client that stops reading: ten pipelined pages of the change feed (13 MB of JSON
+    // each) fill the socket; the connection is closed after --idle-timeout without progress.
+    let mut stuck = connect(&s);
+    let page = "GET /v1/collections/big/changes?since=0&limit=10000 HTTP/1.1\r\nHost: x\r\n\r\n";
+    stuck.send(page.repeat(10).as_bytes()).unwrap();
+    wait_metric(
+        &s,
+        "proxima_http_connections_closed_total{reason=\"write_stalled\"}",
+        1.0,
+        Duration::from_secs(10),
+    );
+    let got = stuck.read_until_closed();
+    assert!(got.len() < 10 * 13_000_000, "{} bytes", got.len());
 
     // SIGTERM with a long search in flight and no request deadline: the search is dropped
     // after --shutdown-timeout and the process exits 0 soon after.

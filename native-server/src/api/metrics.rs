@@ -273,7 +273,7 @@ impl Metrics {
             ),
             connections_closed: counter(
                 "proxima_http_connections_closed_total",
-                "Connections the server closed: idle past --idle-timeout, or a request head not complete within --header-read-timeout.",
+                "Connections the server closed: idle past --idle-timeout (idle), an answer left unread as long (write_stalled), or a request head not complete within --header-read-timeout (header_timeout).",
                 &["reason"],
             ),
             requests_stopped: counter(
@@ -294,7 +294,7 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
-    /// A connection closed by the server: `idle` or `header_timeout`.
+    /// A connection closed by the server: `idle`, `write_stalled` or `header_timeout`.
     pub fn connection_closed(&self, reason: &str) {
         self.connections_closed.with_label_values(&[reason]).inc();
     }

@@ -8,7 +8,8 @@
 //! * **idle timeout** — a keep-alive connection with no request in flight is closed after
 //!   `idle_timeout` without a new request starting. A request is in flight from its head until
 //!   its response has been written, so a live change-feed long-poll (waiting up to 60 s for a
-//!   change) never counts as idle;
+//!   change) never counts as idle. A client that stops reading its answer (the socket stays
+//!   full) is closed after the same time;
 //! * **connection cap** — at most `max_connections` open connections. The excess is
 //!   **refused**: accepted, answered `503 too_many_connections` (with `Connection: close` and
 //!   `Retry-After: 1`) and closed at once, so clients fail fast with a clear answer instead of
@@ -175,6 +176,8 @@ struct Track {
     head_started: AtomicU64,
     /// Requests started on the connection.
     requests: AtomicU64,
+    /// 1 + nanoseconds after `epoch` when a write found the socket full; 0 once one went out.
+    write_stalled: AtomicU64,
     wake: Notify,
 }
 
@@ -183,6 +186,7 @@ struct Track {
 enum Expired {
     HeaderTimeout,
     Idle,
+    WriteStalled,
 }
 
 impl Expired {
@@ -190,6 +194,7 @@ impl Expired {
         match self {
             Expired::HeaderTimeout => "header_timeout",
             Expired::Idle => "idle",
+            Expired::WriteStalled => "write_stalled",
         }
     }
 }
@@ -203,6 +208,7 @@ impl Track {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(1),
             requests: AtomicU64::new(0),
+            write_stalled: AtomicU64::new(0),
             wake: Notify::new(),
         }
     }
@@ -227,6 +233,20 @@ impl Track {
         }
     }
 
+    /// A write went out, or found the socket full (the client is not reading).
+    fn on_write(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Pending => {
+                if self.write_stalled.load(Ordering::SeqCst) == 0 {
+                    self.write_stalled.store(self.nanos() + 1, Ordering::SeqCst);
+                    self.wake.notify_one();
+                }
+            }
+            Poll::Ready(Ok(n)) if *n > 0 => self.write_stalled.store(0, Ordering::SeqCst),
+            Poll::Ready(_) => {}
+        }
+    }
+
     /// No request has started on the connection yet (nothing was ever answered on it).
     fn fresh(&self) -> bool {
         self.requests.load(Ordering::SeqCst) == 0
@@ -245,9 +265,14 @@ impl Track {
         self.wake.notify_one();
     }
 
-    /// When the connection is to be closed if nothing happens first, and why; `None` while a
-    /// request is in flight.
+    /// When the connection is to be closed if nothing happens first, and why: an answer the
+    /// client has not read for the idle timeout, a head not complete in time, or idleness;
+    /// `None` while a request is in flight and its answer is not stuck.
     fn deadline(&self, cfg: &ConnConfig) -> Option<(Instant, Expired)> {
+        match self.write_stalled.load(Ordering::SeqCst) {
+            0 => {}
+            since => return Some((self.at(since - 1) + cfg.idle_timeout, Expired::WriteStalled)),
+        }
         if self.in_flight() > 0 {
             return None;
         }
@@ -264,7 +289,7 @@ impl Track {
     }
 }
 
-/// The socket, telling its `Track` when bytes arrive.
+/// The socket, telling its `Track` when bytes arrive and when writes stall.
 struct Watched {
     io: TcpStream,
     track: Arc<Track>,
@@ -291,7 +316,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.track.on_write(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -299,7 +326,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.track.on_write(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
