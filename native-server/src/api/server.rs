@@ -631,3 +631,50 @@ async fn connection<S, B>(
         tracing::debug!(reason, "connection closed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_timed_by_what_it_is_doing() {
+        let cfg = ConnConfig {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            ..ConnConfig::default()
+        };
+        let t = Track::new();
+        let at = |d: Option<(Instant, Expired)>| d.map(|(at, why)| (at - t.epoch, why));
+        // Accepted: the first head is due within the header-read timeout.
+        assert!(t.fresh());
+        assert_eq!(
+            at(t.deadline(&cfg)),
+            Some((cfg.header_read_timeout, Expired::HeaderTimeout))
+        );
+        // A request in flight (a long-poll, say) is never timed out.
+        t.request_started();
+        assert!(!t.fresh());
+        assert_eq!(t.deadline(&cfg), None);
+        t.on_read();
+        assert_eq!(
+            t.deadline(&cfg),
+            None,
+            "bytes of a body or a pipelined request"
+        );
+        // Answered: idle from then on, until the next head's first byte.
+        t.request_ended();
+        let (due, why) = t.deadline(&cfg).unwrap();
+        assert_eq!(why, Expired::Idle);
+        assert!(due >= t.epoch + cfg.idle_timeout);
+        t.on_read();
+        let (due2, why) = t.deadline(&cfg).unwrap();
+        assert_eq!(why, Expired::HeaderTimeout);
+        assert!(due2 < due, "a head is due sooner than the idle timeout");
+        // An answer the client does not read is timed like idleness, in flight or not.
+        t.request_started();
+        t.on_write(&Poll::Pending);
+        assert_eq!(t.deadline(&cfg).unwrap().1, Expired::WriteStalled);
+        t.on_write(&Poll::Ready(Ok(10)));
+        assert_eq!(t.deadline(&cfg), None);
+    }
+}
