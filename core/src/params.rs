@@ -18,6 +18,42 @@ pub struct SearchParams {
     /// DiskANN: size of the search list (`L`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_list: Option<usize>,
+    /// IVF_SQ8, IVF_PQ, HNSW_SQ8: re-ranking. The compressed index is asked for
+    /// `k × refine_factor` candidates, which are scored again exactly on the segment's `f32`
+    /// rows (the memory-mapped rows file) and the best `k` kept; 1 turns re-ranking off.
+    /// Default: the collection's (its index `params.refine_factor`), else
+    /// [`DEFAULT_REFINE_FACTOR`]. Ignored by indexes that hold the raw vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine_factor: Option<usize>,
+}
+
+/// Re-ranking factor of compressed indexes (IVF_SQ8, IVF_PQ, HNSW_SQ8) when neither the query
+/// nor the collection gives one: `k × 4` candidates re-scored exactly.
+pub const DEFAULT_REFINE_FACTOR: usize = 4;
+/// Largest `refine_factor` accepted.
+pub const MAX_REFINE_FACTOR: usize = 64;
+/// Most candidates re-ranking asks an index for, per query (when `k` is larger, `k`).
+pub const MAX_REFINE_CANDIDATES: usize = 4096;
+
+/// Checks a `refine_factor` (a query's or a collection's): 1 to [`MAX_REFINE_FACTOR`].
+pub fn check_refine_factor(value: usize) -> Result<()> {
+    if (1..=MAX_REFINE_FACTOR).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "refine_factor",
+            value,
+            format!("must be between 1 and {MAX_REFINE_FACTOR}"),
+        ))
+    }
+}
+
+/// Candidates a re-ranked search asks the index for: `k × refine_factor`, at most
+/// [`MAX_REFINE_CANDIDATES`] (never fewer than `k`).
+pub fn refine_candidates(k: usize, refine_factor: usize) -> usize {
+    k.saturating_mul(refine_factor.max(1))
+        .min(MAX_REFINE_CANDIDATES)
+        .max(k)
 }
 
 impl SearchParams {
@@ -28,6 +64,7 @@ impl SearchParams {
             nprobe: None,
             ef: None,
             search_list: None,
+            refine_factor: None,
         }
     }
 
@@ -40,6 +77,12 @@ impl SearchParams {
     /// Sets `ef`.
     pub fn with_ef(mut self, ef: usize) -> Self {
         self.ef = Some(ef);
+        self
+    }
+
+    /// Sets `refine_factor`.
+    pub fn with_refine_factor(mut self, refine_factor: usize) -> Self {
+        self.refine_factor = Some(refine_factor);
         self
     }
 
@@ -65,6 +108,9 @@ impl SearchParams {
                     ));
                 }
             }
+        }
+        if let Some(r) = self.refine_factor {
+            check_refine_factor(r)?;
         }
         Ok(())
     }
@@ -137,6 +183,34 @@ mod tests {
             .with_nprobe(0)
             .validate(&limits)
             .is_err());
+    }
+
+    #[test]
+    fn refine_factor_bounds() {
+        let limits = SearchLimits::default();
+        for bad in [0, MAX_REFINE_FACTOR + 1] {
+            let err = SearchParams::new(10)
+                .with_refine_factor(bad)
+                .validate(&limits)
+                .unwrap_err();
+            assert!(matches!(
+                err,
+                Error::InvalidParameter {
+                    name: "refine_factor",
+                    ..
+                }
+            ));
+        }
+        for good in [1, DEFAULT_REFINE_FACTOR, MAX_REFINE_FACTOR] {
+            assert!(SearchParams::new(10)
+                .with_refine_factor(good)
+                .validate(&limits)
+                .is_ok());
+        }
+        assert_eq!(refine_candidates(10, 4), 40);
+        assert_eq!(refine_candidates(10, 1), 10);
+        assert_eq!(refine_candidates(1000, 64), MAX_REFINE_CANDIDATES);
+        assert_eq!(refine_candidates(10_000, 2), 10_000);
     }
 
     #[test]

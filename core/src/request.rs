@@ -13,6 +13,7 @@
 //! | IVF_PQ | `nbits` | 8 (one byte per sub-vector code; FAISS's usual setting) |
 //! | DISKANN | `max_degree`, `search_list`, `pq_bytes` | 64, max(100, max_degree), dim / 8 |
 //! | AUTO | `recall`, `ram_bytes` | 0.95, no budget |
+//! | IVF_SQ8, IVF_PQ, HNSW_SQ8, AUTO | `refine_factor` (a search setting: re-ranking of the compressed index's candidates on the raw rows) | [`DEFAULT_REFINE_FACTOR`] |
 //!
 //! Every default but IVF's `nlist` depends only on the dimension and is filled in when the
 //! collection is created ([`IndexRequest::with_defaults`]); `nlist` is chosen for each segment
@@ -25,6 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::params::{check_refine_factor, DEFAULT_REFINE_FACTOR};
 use crate::sizing::{format_bytes, recommended_nlist};
 use crate::spec::IndexSpec;
 
@@ -104,11 +106,13 @@ impl IndexType {
     pub fn param_names(self) -> &'static [&'static str] {
         match self {
             IndexType::Flat => &[],
-            IndexType::IvfFlat | IndexType::IvfSq8 => &["nlist"],
-            IndexType::IvfPq => &["nlist", "m", "nbits"],
-            IndexType::Hnsw | IndexType::HnswSq8 => &["m", "ef_construction"],
+            IndexType::IvfFlat => &["nlist"],
+            IndexType::IvfSq8 => &["nlist", "refine_factor"],
+            IndexType::IvfPq => &["nlist", "m", "nbits", "refine_factor"],
+            IndexType::Hnsw => &["m", "ef_construction"],
+            IndexType::HnswSq8 => &["m", "ef_construction", "refine_factor"],
             IndexType::DiskAnn => &["max_degree", "search_list", "pq_bytes"],
-            IndexType::Auto => &["recall", "ram_bytes"],
+            IndexType::Auto => &["recall", "ram_bytes", "refine_factor"],
         }
     }
 
@@ -164,6 +168,11 @@ pub struct IndexParams {
     /// AUTO: the RAM the collection's indexes may take, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ram_bytes: Option<u64>,
+    /// IVF_SQ8, IVF_PQ, HNSW_SQ8 (and AUTO, for whichever of them it picks): the collection's
+    /// default re-ranking factor (a search setting, not part of the index built; a query's
+    /// `refine_factor` overrides it). Missing: [`DEFAULT_REFINE_FACTOR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine_factor: Option<usize>,
 }
 
 impl IndexParams {
@@ -184,6 +193,7 @@ impl IndexParams {
         add("pq_bytes", self.pq_bytes.is_some());
         add("recall", self.recall.is_some());
         add("ram_bytes", self.ram_bytes.is_some());
+        add("refine_factor", self.refine_factor.is_some());
         out
     }
 
@@ -315,10 +325,18 @@ impl IndexRequest {
         })
     }
 
-    /// The spec, when the request gives every parameter of its type.
+    /// The re-ranking factor searches of this collection's compressed segments use when the
+    /// query gives none: `refine_factor` when given, else [`DEFAULT_REFINE_FACTOR`].
+    pub fn refine_factor(&self) -> usize {
+        self.params.refine_factor.unwrap_or(DEFAULT_REFINE_FACTOR)
+    }
+
+    /// The spec, when the request gives every parameter of its type (`refine_factor`, a
+    /// search setting, does not count).
     pub fn as_spec(&self) -> Option<IndexSpec> {
+        let build = |names: &[&str]| names.iter().filter(|p| **p != "refine_factor").count();
         let complete = self.kind != IndexType::Auto
-            && self.params.given().len() == self.kind.param_names().len();
+            && build(&self.params.given()) == build(self.kind.param_names());
         complete.then(|| self.spec_for(1, 1)).flatten()
     }
 
@@ -329,6 +347,9 @@ impl IndexRequest {
             return Err(Error::invalid("dim", dim, "must be at least 1"));
         }
         self.check_param_names()?;
+        if let Some(r) = self.params.refine_factor {
+            check_refine_factor(r)?;
+        }
         if let Some(target) = self.auto_target() {
             if !(target.recall > 0.0 && target.recall <= 1.0) {
                 return Err(Error::invalid("recall", target.recall, "must be in (0, 1]"));
@@ -504,6 +525,9 @@ impl fmt::Display for IndexRequest {
         }
         if let Some(b) = p.ram_bytes {
             parts.push(format!("ram={}", format_bytes(b)));
+        }
+        if let Some(r) = p.refine_factor {
+            parts.push(format!("refine_factor={r}"));
         }
         if parts.is_empty() {
             write!(f, "{}", self.kind)
@@ -776,5 +800,51 @@ mod tests {
             c.spec
         );
         assert!(c.reason.unwrap().contains("nothing fits the RAM budget"));
+    }
+
+    #[test]
+    fn refine_factor_is_a_search_setting_of_compressed_types() {
+        let r =
+            parse(r#"{"type":"IVF_PQ","params":{"nlist":8,"m":4,"nbits":8,"refine_factor":2}}"#)
+                .unwrap();
+        assert_eq!(r.refine_factor(), 2);
+        assert!(r.validate(16).is_ok());
+        // Not part of the index built: the spec is complete without it.
+        assert_eq!(
+            r.as_spec(),
+            Some(IndexSpec::IvfPq {
+                nlist: 8,
+                m: 4,
+                nbits: 8
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"HNSW_SQ8"}"#).unwrap().refine_factor(),
+            crate::params::DEFAULT_REFINE_FACTOR
+        );
+        for ok in ["IVF_SQ8", "HNSW_SQ8", "AUTO"] {
+            let json = format!(r#"{{"type":"{ok}","params":{{"refine_factor":8}}}}"#);
+            assert!(parse(&json).unwrap().validate(16).is_ok(), "{json}");
+        }
+        for raw in ["FLAT", "IVF_FLAT", "HNSW"] {
+            let json = format!(r#"{{"type":"{raw}","params":{{"refine_factor":2}}}}"#);
+            assert!(parse(&json).is_err(), "{json}");
+        }
+        for bad in [0, crate::params::MAX_REFINE_FACTOR + 1] {
+            let json = format!(r#"{{"type":"IVF_PQ","params":{{"refine_factor":{bad}}}}}"#);
+            let err = parse(&json).unwrap().validate(16).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidParameter {
+                        name: "refine_factor",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+        let r = parse(r#"{"type":"HNSW_SQ8","params":{"refine_factor":3}}"#).unwrap();
+        assert!(r.to_string().contains("refine_factor=3"), "{r}");
     }
 }

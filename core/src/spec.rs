@@ -63,6 +63,19 @@ impl IndexSpec {
         }
     }
 
+    /// True when the index holds compressed vectors (IVF_SQ8, IVF_PQ, HNSW_SQ8, DISKANN): its
+    /// scores are approximate, and a search may re-rank its candidates exactly
+    /// ([`crate::params::SearchParams::refine_factor`]).
+    pub fn is_compressed(&self) -> bool {
+        matches!(
+            self,
+            IndexSpec::IvfSq8 { .. }
+                | IndexSpec::IvfPq { .. }
+                | IndexSpec::HnswSq8 { .. }
+                | IndexSpec::DiskAnn { .. }
+        )
+    }
+
     /// True when the index must be trained on sample vectors before vectors can be added.
     pub fn needs_training(&self) -> bool {
         matches!(

@@ -27,14 +27,14 @@ fn schemas() -> Value {
         "IndexSpec": {
             "type": "object",
             "required": ["type"],
-            "description": "An index: its type with all, some or none of its parameters (params may be left out, null or {}; a missing parameter takes its default), or AUTO. Defaults: HNSW and HNSW_SQ8 m 16, ef_construction 100; IVF_FLAT, IVF_SQ8 and IVF_PQ nlist chosen per segment from its rows (the next power of two at or above 4√rows, halved until rows ≥ 39 × nlist); IVF_PQ m the smallest divisor of dim that is at least dim/4, nbits 8; DISKANN max_degree 64, search_list max(100, max_degree), pq_bytes dim/8. AUTO: the server's index advisor picks the type and its parameters for each segment when it is sealed, from the collection's rows at that time, its dim and the target (recall, default 0.95; ram_bytes, default no budget). describe shows the values chosen: schema.index and index.spec the request with its defaults, each segment's index.spec and index.reason what it got and why, index.auto AUTO's current pick.",
+            "description": "An index: its type with all, some or none of its parameters (params may be left out, null or {}; a missing parameter takes its default), or AUTO. Defaults: HNSW and HNSW_SQ8 m 16, ef_construction 100; IVF_FLAT, IVF_SQ8 and IVF_PQ nlist chosen per segment from its rows (the next power of two at or above 4√rows, halved until rows ≥ 39 × nlist); IVF_PQ m the smallest divisor of dim that is at least dim/4, nbits 8; DISKANN max_degree 64, search_list max(100, max_degree), pq_bytes dim/8. AUTO: the server's index advisor picks the type and its parameters for each segment when it is sealed, from the collection's rows at that time, its dim and the target (recall, default 0.95; ram_bytes, default no budget). describe shows the values chosen: schema.index and index.spec the request with its defaults, each segment's index.spec and index.reason what it got and why, index.auto AUTO's current pick, index.refine_factor the re-ranking factor searches of compressed segments use by default.",
             "properties": {
                 "type": {"type": "string", "enum": ["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "HNSW_SQ8", "DISKANN", "AUTO"]},
                 "params": {
                     "type": "object",
                     "nullable": true,
                     "additionalProperties": false,
-                    "description": "Only the parameters of the type: nlist (IVF_*), m and nbits (IVF_PQ), m and ef_construction (HNSW, HNSW_SQ8), max_degree, search_list and pq_bytes (DISKANN), recall and ram_bytes (AUTO). Each is optional.",
+                    "description": "Only the parameters of the type: nlist (IVF_*), m and nbits (IVF_PQ), m and ef_construction (HNSW, HNSW_SQ8), max_degree, search_list and pq_bytes (DISKANN), recall and ram_bytes (AUTO), refine_factor (IVF_SQ8, IVF_PQ, HNSW_SQ8, AUTO). Each is optional.",
                     "properties": {
                         "nlist": {"type": "integer", "minimum": 1, "maximum": 1048576, "description": "IVF lists; default: per segment from its rows"},
                         "m": {"type": "integer", "minimum": 1, "description": "IVF_PQ sub-quantisers (must divide dim; default the smallest divisor of dim ≥ dim/4), or HNSW links per node (2–512; default 16)"},
@@ -44,7 +44,8 @@ fn schemas() -> Value {
                         "search_list": {"type": "integer", "minimum": 1, "description": "default max(100, max_degree)"},
                         "pq_bytes": {"type": "integer", "minimum": 1, "description": "default dim/8"},
                         "recall": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1, "default": 0.95, "description": "AUTO: the recall@10 to reach"},
-                        "ram_bytes": {"type": "integer", "minimum": 1, "description": "AUTO: RAM the collection's indexes may take (default: no budget)"}
+                        "ram_bytes": {"type": "integer", "minimum": 1, "description": "AUTO: RAM the collection's indexes may take (default: no budget)"},
+                        "refine_factor": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4, "description": "IVF_SQ8, IVF_PQ, HNSW_SQ8 (and AUTO, for whichever of them it picks): re-ranking, a search setting: the compressed index is asked for k × refine_factor candidates (at most max(k, 4096)), which are scored again exactly on the segment's f32 rows (the memory-mapped rows file, not held in RAM) and the best k kept; 1 turns it off. A query's params.refine_factor overrides it."}
                     }
                 }
             },
@@ -79,8 +80,9 @@ fn schemas() -> Value {
             "properties": {
                 "vectors": vectors,
                 "k": {"type": "integer", "default": 10},
-                "params": {"type": "object", "properties": {
-                    "nprobe": {"type": "integer"}, "ef": {"type": "integer"}, "search_list": {"type": "integer"}
+                "params": {"type": "object", "additionalProperties": false, "properties": {
+                    "nprobe": {"type": "integer"}, "ef": {"type": "integer"}, "search_list": {"type": "integer"},
+                    "refine_factor": {"type": "integer", "minimum": 1, "maximum": 64, "description": "IVF_SQ8, IVF_PQ, HNSW_SQ8: k × refine_factor candidates re-scored exactly on the rows (1: off); default the collection's index.refine_factor (4 unless set); ignored by other indexes; out of range: 400 invalid_parameter"}
                 }},
                 "consistency": {"type": "string", "enum": ["strong", "bounded", "session", "eventually"], "default": "bounded"},
                 "session_seq": {"type": "integer", "description": "with consistency session: the seq of your last write"}
@@ -135,6 +137,7 @@ fn operation(route: &super::routes::Route) -> Value {
             ("nprobe", "integer"),
             ("ef", "integer"),
             ("search_list", "integer"),
+            ("refine_factor", "integer"),
             ("consistency", "string"),
             ("session_seq", "integer"),
         ] {
@@ -260,6 +263,7 @@ mod tests {
             pq_bytes: Some(1),
             recall: Some(1.0),
             ram_bytes: Some(1),
+            refine_factor: Some(1),
         };
         let fields = serde_json::to_value(all).unwrap();
         let mut ours: Vec<&String> = fields.as_object().unwrap().keys().collect();

@@ -224,6 +224,9 @@ pub struct Knobs {
     pub nprobe: Option<usize>,
     pub ef: Option<usize>,
     pub search_list: Option<usize>,
+    /// Re-ranking of compressed indexes (IVF_SQ8, IVF_PQ, HNSW_SQ8): `k × refine_factor`
+    /// candidates re-scored exactly; 1 turns it off.
+    pub refine_factor: Option<usize>,
 }
 
 fn ten() -> usize {
@@ -258,8 +261,8 @@ impl super::json_rows::WithRows for SearchRequest {
 
 impl SearchRequest {
     /// The binary form: query vectors in the body (as [`decode_binary`], without ids), the
-    /// rest in the query string: `k`, `nprobe`, `ef`, `search_list`, `consistency`,
-    /// `session_seq`.
+    /// rest in the query string: `k`, `nprobe`, `ef`, `search_list`, `refine_factor`,
+    /// `consistency`, `session_seq`.
     pub fn from_binary(body: &[u8], query: &[(String, String)]) -> Result<Self, ApiError> {
         let batch = decode_binary(body)?;
         if batch.ids.is_some() {
@@ -291,13 +294,16 @@ impl SearchRequest {
                 "nprobe" => req.params.nprobe = Some(number("nprobe")? as usize),
                 "ef" => req.params.ef = Some(number("ef")? as usize),
                 "search_list" => req.params.search_list = Some(number("search_list")? as usize),
+                "refine_factor" => {
+                    req.params.refine_factor = Some(number("refine_factor")? as usize)
+                }
                 "session_seq" => req.session_seq = Some(number("session_seq")?),
                 "consistency" => req.consistency = value.parse().map_err(ApiError::from)?,
                 _ => {
                     return Err(CoreError::invalid(
                         "query",
                         key,
-                        "unknown parameter: expected k, nprobe, ef, search_list, consistency or session_seq",
+                        "unknown parameter: expected k, nprobe, ef, search_list, refine_factor, consistency or session_seq",
                     )
                     .into())
                 }
@@ -312,6 +318,7 @@ impl SearchRequest {
             nprobe: self.params.nprobe,
             ef: self.params.ef,
             search_list: self.params.search_list,
+            refine_factor: self.params.refine_factor,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use proxima_core::params::DEFAULT_REFINE_FACTOR;
 use proxima_core::sizing::{format_bytes, recommended_nlist};
 use proxima_core::{recall_at_k, ConsistencyLevel, Hit, IndexSpec, SearchParams, VectorIndex};
 
@@ -35,6 +36,10 @@ pub struct BenchEngineArgs {
     /// HNSW efSearch.
     #[arg(long, default_value_t = 64)]
     pub ef: usize,
+    /// Re-ranking of IVF_SQ8, IVF_PQ and HNSW_SQ8: `k × refine_factor` candidates re-scored
+    /// exactly on the rows (1: none) [default: the server's default].
+    #[arg(long)]
+    pub refine_factor: Option<usize>,
     /// HNSW links per node.
     #[arg(long, default_value_t = 16)]
     pub hnsw_m: usize,
@@ -56,6 +61,7 @@ struct Row {
     spec: IndexSpec,
     build: Duration,
     actual: u64,
+    raw: u64,
     mapped: u64,
     estimated: u64,
     gpu: u64,
@@ -161,12 +167,14 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
     // would have).
     let direct_gpu = gpu_settings.as_ref().map(GpuDevice::open).transpose()?;
     println!(
-        "proxima bench engine: {} ({n} vectors × {dim}, {nq} queries, {}), k={}, nprobe={}, ef={}",
+        "proxima bench engine: {} ({n} vectors × {dim}, {nq} queries, {}), k={}, nprobe={}, ef={}, refine_factor={}",
         dir.display(),
         data.metric,
         a.k,
         a.nprobe,
-        a.ef
+        a.ef,
+        a.refine_factor
+            .map_or_else(|| format!("default ({DEFAULT_REFINE_FACTOR})"), |r| r.to_string())
     );
     println!("command: {}", command_line());
     println!("build: {}", build_profile());
@@ -206,7 +214,8 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         }
         let build = start.elapsed();
         let info = collection.describe();
-        let params = SearchParams::new(a.k).with_nprobe(a.nprobe).with_ef(a.ef);
+        let mut params = SearchParams::new(a.k).with_nprobe(a.nprobe).with_ef(a.ef);
+        params.refine_factor = a.refine_factor;
         let search = |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> {
             Ok(collection
                 .search(q, &params, ConsistencyLevel::Eventually, None)?
@@ -271,6 +280,7 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             spec,
             build,
             actual: info.memory.actual_bytes,
+            raw: info.memory.raw_bytes,
             mapped: info.memory.mapped_bytes,
             estimated: info.memory.estimated_bytes,
             gpu: info.memory.gpu_bytes,
@@ -292,9 +302,9 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
-    println!("| index | build (s) | RAM measured | rows file (mmap) | memory planned |{gpu_column} QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
+    println!("| index | build (s) | RAM measured | RAM ÷ raw vectors | rows file (mmap) | memory planned |{gpu_column} QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
     println!(
-        "|---|---|---|---|---|{}---|---|---|---|",
+        "|---|---|---|---|---|---|{}---|---|---|---|",
         if direct_gpu.is_some() { "---|" } else { "" }
     );
     for r in &rows {
@@ -304,10 +314,11 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             String::new()
         };
         println!(
-            "| {} | {:.1} | {} | {} | {} |{gpu} {:.0} | {:.0} | {:.3} | {:.2} |",
+            "| {} | {:.1} | {} | {:.3} | {} | {} |{gpu} {:.0} | {:.0} | {:.3} | {:.2} |",
             r.spec,
             r.build.as_secs_f64(),
             format_bytes(r.actual),
+            r.actual as f64 / r.raw.max(1) as f64,
             format_bytes(r.mapped),
             format_bytes(r.estimated),
             r.qps_single,

@@ -85,6 +85,10 @@ pub struct MemoryInfo {
     pub estimated_bytes: u64,
     /// Device memory of the segments' GPU copies.
     pub gpu_bytes: u64,
+    /// The collection's vectors as `f32` (`count × dim × 4`): what the raw vectors would take
+    /// in RAM. `actual_bytes` over this is the RAM the indexes take as a fraction of the raw
+    /// vectors (the rows themselves stay in the memory-mapped segment files, `mapped_bytes`).
+    pub raw_bytes: u64,
 }
 
 /// Progress of the collection's index over all sealed segments.
@@ -97,6 +101,11 @@ pub struct IndexStatus {
     /// next segment sealed gets (each segment's `index.reason` says what it got, and why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto: Option<AutoPick>,
+    /// IVF_SQ8, IVF_PQ, HNSW_SQ8 and AUTO: the re-ranking factor a search of a compressed
+    /// segment uses when the query gives none (the request's `refine_factor`, else the
+    /// default): `k × refine_factor` candidates re-scored exactly on the rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refine_factor: Option<usize>,
     pub generation: u64,
     /// `ready` when every sealed segment serves the requested index or must stay exact,
     /// `building` while any builds.
@@ -729,9 +738,14 @@ impl Collection {
         self.config.limits.check_hits(nq, params.k)?;
         let required = self.required_seq(level, session_seq)?;
         let seq = self.wait_applied(required)?;
-        let (dim, metric) = {
+        let (dim, metric, refine) = {
             let s = self.schema.read();
-            (s.dim, s.metric)
+            (s.dim, s.metric, s.index.params.refine_factor)
+        };
+        // A query without `refine_factor` takes the collection's (segments default the rest).
+        let params = &SearchParams {
+            refine_factor: params.refine_factor.or(refine),
+            ..*params
         };
         // Chunks of the batch run in parallel on the search pool; each chunk fans out to
         // the shards.
@@ -1208,9 +1222,15 @@ impl Collection {
                 }
             }
         }
+        let refine_factor = spec
+            .kind
+            .param_names()
+            .contains(&"refine_factor")
+            .then(|| spec.refine_factor());
         IndexStatus {
             spec,
             auto,
+            refine_factor,
             generation,
             state: if building { "building" } else { "ready" },
             rows_indexed: indexed,
@@ -1269,6 +1289,7 @@ impl Collection {
                 mapped_bytes: mapped,
                 estimated_bytes: estimated,
                 gpu_bytes,
+                raw_bytes: count * schema.dim as u64 * 4,
             },
             wal_bytes: self.wal.size_bytes(),
             schema,

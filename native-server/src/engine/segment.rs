@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 use parking_lot::RwLock;
+use proxima_core::exact::TopK;
+use proxima_core::params::{refine_candidates, DEFAULT_REFINE_FACTOR};
 use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
 use serde::Serialize;
 
@@ -92,6 +94,17 @@ static SHORT_ANSWERS: AtomicU64 = AtomicU64::new(0);
 /// How many queries were answered again (process-wide; see [`SHORT_ANSWERS`]).
 pub fn requeried_queries() -> u64 {
     SHORT_ANSWERS.load(Ordering::Relaxed)
+}
+
+/// The re-ranking factor of a search of a segment serving `spec`: the query's
+/// `refine_factor` (the collection fills in its own when the query gives none), else
+/// [`DEFAULT_REFINE_FACTOR`], for compressed indexes; 1 (none) for the others and for exact
+/// search.
+pub fn refine_factor(spec: Option<&IndexSpec>, params: &SearchParams) -> usize {
+    match spec {
+        Some(spec) if spec.is_compressed() => params.refine_factor.unwrap_or(DEFAULT_REFINE_FACTOR),
+        _ => 1,
+    }
 }
 
 /// Progress of a background index build.
@@ -431,7 +444,9 @@ impl SealedSegment {
 
     /// Searches the live rows: on the GPU when the segment has a copy there that can answer,
     /// else through the index when one is ready, else exactly (serially, as
-    /// [`GrowingSegment::search`]).
+    /// [`GrowingSegment::search`]). A compressed index (IVF_SQ8, IVF_PQ, HNSW_SQ8) is asked
+    /// for `k × refine_factor` candidates, re-ranked exactly on the rows (see
+    /// [`SealedSegment::rerank`]).
     pub fn search(
         &self,
         queries: &[f32],
@@ -449,21 +464,91 @@ impl SealedSegment {
                 slot.gpu.clone(),
             )
         };
+        let refine = refine_factor(serving.as_ref().map(|(_, spec)| spec), params);
+        let fetch = SearchParams {
+            k: self.refine_fetch(params.k, refine),
+            ..*params
+        };
         let from_gpu = on_gpu.and_then(|g| {
-            g.search(queries, params, filter, self.rows - live_count)
+            g.search(queries, &fetch, filter, self.rows - live_count)
                 .map_err(|e| gpu::fall_back(self.id, "search", &e))
                 .ok()
         });
         let mut hits = match (from_gpu, &serving) {
-            (Some(hits), _) => hits,
-            (None, Some((index, _))) => index.search(queries, params, filter)?,
+            (Some(mut hits), _) => {
+                if refine > 1 {
+                    self.rerank(&mut hits, queries, metric, params.k, filter);
+                }
+                self.rows_to_ids(&mut hits);
+                hits
+            }
+            (None, Some((index, _))) => {
+                self.search_index(index, queries, metric, params, filter, refine)?
+            }
             (None, None) => return Ok(self.exact(queries, metric, params.k, filter)),
         };
-        self.rows_to_ids(&mut hits);
         self.complete_short(
-            &mut hits, queries, metric, params, filter, live_count, &serving,
+            &mut hits, queries, metric, params, filter, live_count, &serving, refine,
         )?;
         Ok(hits)
+    }
+
+    /// Candidates asked of the index for `k` hits re-ranked with `refine` (`k` when 1).
+    fn refine_fetch(&self, k: usize, refine: usize) -> usize {
+        if refine > 1 {
+            refine_candidates(k, refine).min(self.rows.max(k))
+        } else {
+            k
+        }
+    }
+
+    /// Searches `index` (re-ranked with `refine` when above 1); hits carry user ids.
+    fn search_index(
+        &self,
+        index: &FaissIndex,
+        queries: &[f32],
+        metric: Metric,
+        params: &SearchParams,
+        filter: Option<&Bitmap>,
+        refine: usize,
+    ) -> EngineResult<Vec<Vec<Hit>>> {
+        let fetch = SearchParams {
+            k: self.refine_fetch(params.k, refine),
+            ..*params
+        };
+        let mut hits = index.search(queries, &fetch, filter)?;
+        if refine > 1 {
+            self.rerank(&mut hits, queries, metric, params.k, filter);
+        }
+        self.rows_to_ids(&mut hits);
+        Ok(hits)
+    }
+
+    /// Re-ranking (FAISS's `IndexRefineFlat`, Milvus's `refine`): scores each query's
+    /// candidates (rows, as an index labels them) exactly on the segment's `f32` rows, read
+    /// from the memory-mapped rows file, and keeps the best `k`. A row the filter does not
+    /// hold live is dropped, so a deleted row never comes back through here either.
+    fn rerank(
+        &self,
+        hits: &mut [Vec<Hit>],
+        queries: &[f32],
+        metric: Metric,
+        k: usize,
+        filter: Option<&Bitmap>,
+    ) {
+        let dim = self.dim;
+        for (q, list) in hits.iter_mut().enumerate() {
+            let query = &queries[q * dim..(q + 1) * dim];
+            let mut top = TopK::new(k, metric);
+            for h in list.iter() {
+                let row = h.id as usize;
+                if row >= self.rows || filter.is_some_and(|f| !f.get(row)) {
+                    continue;
+                }
+                top.push(h.id, metric.score(query, self.vector(row)));
+            }
+            *list = top.into_sorted();
+        }
     }
 
     /// Relabels an index's hits (rows) with the rows' ids.
@@ -509,6 +594,7 @@ impl SealedSegment {
         filter: Option<&Bitmap>,
         live_count: usize,
         serving: &Option<(Arc<FaissIndex>, IndexSpec)>,
+        refine: usize,
     ) -> EngineResult<()> {
         let want = params.k.min(live_count);
         let mut short: Vec<usize> = (0..hits.len()).filter(|&q| hits[q].len() < want).collect();
@@ -531,8 +617,8 @@ impl SealedSegment {
                         nprobe: Some(nprobe.saturating_mul(8).min(nlist)),
                         ..*params
                     };
-                    let mut again = index.search(&gather(&short), &wider, filter)?;
-                    self.rows_to_ids(&mut again);
+                    let again =
+                        self.search_index(index, &gather(&short), metric, &wider, filter, refine)?;
                     for (&q, h) in short.iter().zip(again) {
                         hits[q] = h;
                     }
