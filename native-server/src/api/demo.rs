@@ -11,7 +11,7 @@ use warp::reply::Response;
 use super::errors::ApiError;
 use super::routes::Call;
 use super::types::{json, parse};
-use super::{AppState, EmbedderState};
+use super::AppState;
 use crate::demo::{Demo, COLLECTION};
 
 type Answer = Result<Response, ApiError>;
@@ -130,18 +130,7 @@ pub fn add(s: &AppState, c: &Call) -> Answer {
     } else {
         format!("{name}: {description}")
     };
-    let embedder = match s.embedder() {
-        EmbedderState::Ready(e) => e,
-        EmbedderState::Loading => {
-            return Err(ApiError::unavailable(
-                "embedder_loading",
-                "the embedding model is still loading; retry shortly",
-            ))
-        }
-        EmbedderState::Unavailable(reason) => {
-            return Err(ApiError::unavailable("embedder_unavailable", reason))
-        }
-    };
+    let embedder = s.embedder_or_503()?;
     let vector = embedder
         .embed_flat(&[text.as_str()])
         .map_err(|e| ApiError::internal(format!("embedding: {e}")))?;

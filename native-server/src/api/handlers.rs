@@ -17,7 +17,7 @@ use super::types::{
     decode_binary, json, parse, CreateCollection, DeleteRequest, EmbedRequest, EmbedResponse,
     InsertRequest, PlanRequest, SearchRequest, SearchResponse, SpecBody, VectorResponse,
 };
-use super::{openapi, AppState, EmbedderState};
+use super::{openapi, AppState};
 use crate::embed::{EmbedError, MODEL_NAME};
 use crate::engine::{Collection, CollectionSchema};
 
@@ -87,18 +87,7 @@ pub fn plan(_: &AppState, c: &Call) -> Answer {
 
 pub fn embed(s: &AppState, c: &Call) -> Answer {
     let req: EmbedRequest = parse(&c.body)?;
-    let embedder = match s.embedder() {
-        EmbedderState::Loading => {
-            return Err(ApiError::unavailable(
-                "not_ready",
-                "the embedding model is still loading; retry shortly",
-            ))
-        }
-        EmbedderState::Unavailable(reason) => {
-            return Err(ApiError::unavailable("embedder_unavailable", reason))
-        }
-        EmbedderState::Ready(e) => e,
-    };
+    let embedder = s.embedder_or_503()?;
     if req.texts.is_empty() {
         return Err(CoreError::EmptyBatch { what: "text" }.into());
     }

@@ -160,6 +160,20 @@ impl AppState {
             Some(Ok(e)) => EmbedderState::Ready(e.clone()),
         }
     }
+
+    /// The model, or 503: `not_ready` while it loads, `embedder_unavailable` with the reason.
+    pub fn embedder_or_503(&self) -> Result<Arc<Embedder>, ApiError> {
+        match self.embedder() {
+            EmbedderState::Ready(e) => Ok(e),
+            EmbedderState::Loading => Err(ApiError::unavailable(
+                "not_ready",
+                "the embedding model is still loading; retry shortly",
+            )),
+            EmbedderState::Unavailable(reason) => {
+                Err(ApiError::unavailable("embedder_unavailable", reason))
+            }
+        }
+    }
 }
 
 /// All routes.
