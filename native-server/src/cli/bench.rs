@@ -108,6 +108,60 @@ pub fn open_dataset(dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, Dataset)> 
     Ok((dir, data))
 }
 
+/// `--sizes`: comma-separated counts.
+pub fn parse_sizes(sizes: &str) -> anyhow::Result<Vec<usize>> {
+    sizes
+        .split(',')
+        .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers"))
+        .collect()
+}
+
+/// The HTTP server on `127.0.0.1:0`, in this process, over `engine`: what the HTTP and sync
+/// benchmarks talk to. Stops (finishing requests in flight) when dropped.
+pub struct InProcessServer {
+    pub addr: std::net::SocketAddr,
+    runtime: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl InProcessServer {
+    pub fn start(engine: std::sync::Arc<crate::engine::Engine>) -> anyhow::Result<Self> {
+        let state =
+            std::sync::Arc::new(crate::api::AppState::new(crate::api::ApiConfig::default()));
+        state.set_engine(engine);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) = runtime.block_on(crate::api::bind(
+            "127.0.0.1:0".parse()?,
+            state,
+            async move {
+                let _ = stopped.await;
+            },
+        ))?;
+        let server = runtime.spawn(server);
+        Ok(Self {
+            addr,
+            runtime,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+}
+
+impl Drop for InProcessServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = self.runtime.block_on(server);
+        }
+    }
+}
+
 /// The machine, in words: logical CPUs and the CPU model from /proc/cpuinfo.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

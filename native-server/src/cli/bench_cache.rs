@@ -6,13 +6,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use clap::Args;
 use proxima_core::exact::exact_search;
 use proxima_core::hnsw::{Hnsw, HnswConfig, Quantization, SearchOptions};
 use proxima_core::{recall_at_k, Hit, IndexSpec, SearchParams, VectorIndex};
 
-use super::bench::{build_profile, command_line, machine, open_dataset};
+use super::bench::{build_profile, command_line, machine, open_dataset, parse_sizes};
 use crate::index::faiss_backend::{set_faiss_threads, FaissIndex};
 
 #[derive(Debug, Args, Clone)]
@@ -78,11 +78,7 @@ fn time_queries(
 pub fn run(a: BenchCacheArgs) -> anyhow::Result<()> {
     let (dir, data) = open_dataset(a.dataset.clone())?;
     let (dim, metric) = (data.dim, data.metric);
-    let sizes: Vec<usize> = a
-        .sizes
-        .split(',')
-        .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers"))
-        .collect::<anyhow::Result<_>>()?;
+    let sizes = parse_sizes(&a.sizes)?;
     ensure!(a.k > 0, "--k must be at least 1");
     set_faiss_threads(1);
     println!(

@@ -12,9 +12,8 @@ use clap::Args;
 use parking_lot::Mutex;
 use proxima_core::{ConsistencyLevel, IndexRequest, Metric, SearchParams};
 
-use super::bench::{build_profile, command_line, machine, process_cpu_secs};
+use super::bench::{build_profile, command_line, machine, process_cpu_secs, InProcessServer};
 use crate::api::types::{base64_row, encode_binary};
-use crate::api::{self, ApiConfig, AppState};
 use crate::dataset::{default_dir, Dataset, DEBIAN_PACKAGES};
 use crate::engine::{CollectionSchema, Engine, EngineConfig, FsyncPolicy};
 
@@ -309,17 +308,8 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
         search(0)?;
 
         // Over HTTP, to a server in this process on the same engine.
-        let state = Arc::new(AppState::new(ApiConfig::default()));
-        state.set_engine(engine.clone());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr, server) =
-            runtime.block_on(api::bind("127.0.0.1:0".parse()?, state, async move {
-                let _ = stop_rx.await;
-            }))?;
-        let server = runtime.spawn(server);
+        let server = InProcessServer::start(engine.clone())?;
+        let addr = server.addr;
         let path = format!("/v1/collections/{name}/search");
         // The three request forms, each with its bodies encoded before the clock starts.
         let json_body = |vectors: serde_json::Value| {
@@ -429,8 +419,7 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
                 *best = best.best(timed(clients, args.requests, |r| check(form, r))?);
             }
         }
-        let _ = stop_tx.send(());
-        let _ = runtime.block_on(server);
+        drop(server);
 
         let queries = (args.requests * args.batch) as f64;
         let qps = |t: Timing| queries / t.wall;

@@ -25,8 +25,9 @@ use proxima_core::hnsw::{Hnsw, HnswConfig};
 use proxima_core::sync::{Change, ChangeBatch, SyncState};
 use proxima_core::IndexSpec;
 
-use super::bench::{build_profile, command_line, machine, open_dataset};
-use crate::api::{self, ApiConfig, AppState};
+use super::bench::{
+    build_profile, command_line, machine, open_dataset, parse_sizes, InProcessServer,
+};
 use crate::engine::{CollectionSchema, Engine, EngineConfig};
 
 #[derive(Debug, Args, Clone)]
@@ -175,11 +176,7 @@ fn threads_of_this_process() -> usize {
 pub fn run(a: BenchSyncArgs) -> anyhow::Result<()> {
     let (dir, data) = open_dataset(a.dataset.clone())?;
     let (dim, metric) = (data.dim, data.metric);
-    let sizes: Vec<usize> = a
-        .sizes
-        .split(',')
-        .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers"))
-        .collect::<anyhow::Result<_>>()?;
+    let sizes = parse_sizes(&a.sizes)?;
     ensure!(
         a.repeat > 0 && a.writes > 0,
         "--repeat and --writes must be at least 1"
@@ -197,17 +194,8 @@ pub fn run(a: BenchSyncArgs) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("proxima-bench-sync-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let engine = Arc::new(Engine::open(EngineConfig::new(&tmp))?);
-    let state = Arc::new(AppState::new(ApiConfig::default()));
-    state.set_engine(engine.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, server) =
-        runtime.block_on(api::bind("127.0.0.1:0".parse()?, state, async move {
-            let _ = stop_rx.await;
-        }))?;
-    let server = runtime.spawn(server);
+    let server = InProcessServer::start(engine.clone())?;
+    let addr = server.addr;
     let base = format!("http://{addr}");
     let result = (|| -> anyhow::Result<()> {
         let mut first = None;
@@ -391,8 +379,7 @@ pub fn run(a: BenchSyncArgs) -> anyhow::Result<()> {
         println!("(from sending the write request, acknowledged after fsync, to the record applied in the cache)");
         Ok(())
     })();
-    let _ = stop_tx.send(());
-    let _ = runtime.block_on(server);
+    drop(server);
     engine.close();
     let _ = std::fs::remove_dir_all(&tmp);
     result
