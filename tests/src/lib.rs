@@ -202,3 +202,37 @@ pub fn http_with(
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     HttpReply { status, json }
 }
+
+/// One request with an optional JSON body built as a `serde_json::Value`.
+pub fn call(s: &Server, method: &str, path: &str, body: Option<serde_json::Value>) -> HttpReply {
+    let body = body.map(|b| b.to_string());
+    http(method, &s.url(path), body.as_deref())
+}
+
+/// Asserts an error answer: its status, its stable code and a message that says something.
+#[track_caller]
+pub fn expect_error(r: &HttpReply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.json);
+    assert_eq!(r.json["error"]["code"], code, "{}", r.json);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.json
+    );
+}
+
+/// Row `i` of a deterministic set of pseudo-random `dim`-dimensional vectors in [0, 1).
+pub fn pseudo_row(i: u64, dim: usize) -> Vec<f32> {
+    (0..dim as u64)
+        .map(|d| {
+            let mut z = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ d.wrapping_mul(0xbf58_476d_1ce4_e5b9))
+            .wrapping_add(d);
+            z = (z ^ (z >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z = (z ^ (z >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            ((z ^ (z >> 32)) >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}

@@ -5,30 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proxima_e2e::{http, http_with, run_cli, HttpReply, Server};
+use proxima_e2e::{call, expect_error, http, http_with, pseudo_row, run_cli, HttpReply, Server};
 use proxima_server::api::types::base64_row;
 use serde_json::{json, Value};
 
-fn call(s: &Server, method: &str, path: &str, body: Option<Value>) -> HttpReply {
-    let body = body.map(|b| b.to_string());
-    http(method, &s.url(path), body.as_deref())
-}
-
 fn raw(s: &Server, method: &str, path: &str, body: &str) -> HttpReply {
     http(method, &s.url(path), Some(body))
-}
-
-#[track_caller]
-fn expect_error(r: &HttpReply, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.json);
-    assert_eq!(r.json["error"]["code"], code, "{}", r.json);
-    assert!(
-        r.json["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{}",
-        r.json
-    );
 }
 
 /// `u32 rows, u32 dim, f32 rows…, [u64 ids…]`, little-endian.
@@ -43,20 +25,6 @@ fn binary(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Vec<u8> {
         .iter()
         .for_each(|i| out.extend_from_slice(&i.to_le_bytes()));
     out
-}
-
-/// Row `i` of a deterministic set of pseudo-random `dim`-dimensional vectors in [0, 1).
-fn row(i: u64, dim: usize) -> Vec<f32> {
-    (0..dim as u64)
-        .map(|d| {
-            let mut z = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                ^ d.wrapping_mul(0xbf58_476d_1ce4_e5b9))
-            .wrapping_add(d);
-            z = (z ^ (z >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z = (z ^ (z >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            ((z ^ (z >> 32)) >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
 }
 
 /// A JSON array of numbers as `f32`s.
@@ -175,7 +143,7 @@ fn every_endpoint_and_every_kind_of_bad_input() {
     assert_eq!(r.json["collections"][0]["name"], "c");
 
     // Inserts: JSON, then binary with ids.
-    let vectors: Vec<Vec<f32>> = (0..100).map(|i| row(i, 4)).collect();
+    let vectors: Vec<Vec<f32>> = (0..100).map(|i| pseudo_row(i, 4)).collect();
     let ids: Vec<u64> = (0..100).collect();
     let r = call(
         &s,
@@ -185,7 +153,7 @@ fn every_endpoint_and_every_kind_of_bad_input() {
     );
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(r.json["ids"].as_array().unwrap().len(), 100);
-    let flat: Vec<f32> = (100..300).flat_map(|i| row(i, 4)).collect();
+    let flat: Vec<f32> = (100..300).flat_map(|i| pseudo_row(i, 4)).collect();
     let more: Vec<u64> = (100..300).collect();
     let r = http_with(
         "POST",
@@ -353,7 +321,7 @@ fn every_endpoint_and_every_kind_of_bad_input() {
     }
 
     // Search.
-    let q = row(42, 4);
+    let q = pseudo_row(42, 4);
     let r = call(
         &s,
         "POST",
@@ -427,7 +395,7 @@ fn every_endpoint_and_every_kind_of_bad_input() {
         "POST",
         "/v1/collections/c/search",
         Some(
-            json!({"vectors": [q, row(7, 4)], "k": 1, "consistency": "session", "session_seq": seq, "params": {"nprobe": 4}}),
+            json!({"vectors": [q, pseudo_row(7, 4)], "k": 1, "consistency": "session", "session_seq": seq, "params": {"nprobe": 4}}),
         ),
     );
     assert_eq!(r.json["results"][1][0]["id"], 7, "{}", r.json);
@@ -500,7 +468,7 @@ fn every_endpoint_and_every_kind_of_bad_input() {
     // Get and delete.
     let r = call(&s, "GET", "/v1/collections/c/vectors/150", None);
     assert_eq!(r.status, 200, "{}", r.json);
-    assert_eq!(floats(&r.json["vector"]), row(150, 4));
+    assert_eq!(floats(&r.json["vector"]), pseudo_row(150, 4));
     expect_error(
         &call(&s, "GET", "/v1/collections/c/vectors/99999", None),
         404,
@@ -583,7 +551,7 @@ fn every_endpoint_and_every_kind_of_bad_input() {
         "POST",
         "/v1/collections/c/search",
         Some(
-            json!({"vectors": [row(7, 4)], "k": 1, "params": {"nprobe": 4}, "consistency": "strong"}),
+            json!({"vectors": [pseudo_row(7, 4)], "k": 1, "params": {"nprobe": 4}, "consistency": "strong"}),
         ),
     );
     assert_eq!(r.json["results"][0][0]["id"], 7, "{}", r.json);
@@ -818,7 +786,7 @@ fn concurrent_clients_during_an_index_rebuild_then_restart() {
         Some(json!({"dim": DIM, "metric": "l2", "shards": 2})),
     );
     assert_eq!(r.status, 201, "{}", r.json);
-    let base: Vec<f32> = (0..2000).flat_map(|i| row(i, DIM)).collect();
+    let base: Vec<f32> = (0..2000).flat_map(|i| pseudo_row(i, DIM)).collect();
     let ids: Vec<u64> = (0..2000).collect();
     let r = http_with(
         "POST",
@@ -845,7 +813,8 @@ fn concurrent_clients_during_an_index_rebuild_then_restart() {
             scope.spawn(move || {
                 for b in 0..10u64 {
                     let first = 10_000 + (w * 10 + b) * 20;
-                    let vectors: Vec<Vec<f32>> = (first..first + 20).map(|i| row(i, DIM)).collect();
+                    let vectors: Vec<Vec<f32>> =
+                        (first..first + 20).map(|i| pseudo_row(i, DIM)).collect();
                     let ids: Vec<u64> = (first..first + 20).collect();
                     let r = call(
                         s,
@@ -883,7 +852,7 @@ fn concurrent_clients_during_an_index_rebuild_then_restart() {
                         s,
                         "POST",
                         "/v1/collections/live/search",
-                        Some(json!({"vectors": [row(id, DIM)], "k": 5, "params": {"nprobe": 16}})),
+                        Some(json!({"vectors": [pseudo_row(id, DIM)], "k": 5, "params": {"nprobe": 16}})),
                     );
                     let ok = r.status == 200
                         && r.json["results"][0]
@@ -916,12 +885,17 @@ fn concurrent_clients_during_an_index_rebuild_then_restart() {
         "POST",
         "/v1/collections/live/search",
         Some(
-            json!({"vectors": [row(12_345, DIM)], "k": 1, "params": {"nprobe": 8}, "consistency": "strong"}),
+            json!({"vectors": [pseudo_row(12_345, DIM)], "k": 1, "params": {"nprobe": 8}, "consistency": "strong"}),
         ),
     );
     assert_eq!(r.json["results"][0][0]["id"], 12_345, "{}", r.json);
     let r = call(&s, "GET", "/v1/collections/live/vectors/13199", None);
-    assert_eq!(floats(&r.json["vector"]), row(13_199, DIM), "{}", r.json);
+    assert_eq!(
+        floats(&r.json["vector"]),
+        pseudo_row(13_199, DIM),
+        "{}",
+        r.json
+    );
     assert_eq!(s.terminate(), Some(0));
 }
 
@@ -964,7 +938,7 @@ fn embed_and_the_import_and_search_commands() {
     let mut bytes = Vec::new();
     for i in 0..1000u64 {
         bytes.extend_from_slice(&(8i32).to_le_bytes());
-        row(i, 8)
+        pseudo_row(i, 8)
             .iter()
             .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
     }
@@ -1018,9 +992,9 @@ fn embed_and_the_import_and_search_commands() {
     assert_eq!(r.json["count"], 600, "{}", r.json);
     assert_eq!(r.json["schema"]["metric"], "ip", "{}", r.json);
     let r = call(&s, "GET", "/v1/collections/from-dataset/vectors/599", None);
-    assert_eq!(floats(&r.json["vector"]), row(599, 8), "{}", r.json);
+    assert_eq!(floats(&r.json["vector"]), pseudo_row(599, 8), "{}", r.json);
 
-    let v: Vec<String> = row(777, 8).iter().map(f32::to_string).collect();
+    let v: Vec<String> = pseudo_row(777, 8).iter().map(f32::to_string).collect();
     let (code, out, err) = run_cli(&[
         "search",
         "--collection",

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use proxima_e2e::{http, http_with, HttpReply, Server};
+use proxima_e2e::{expect_error, http, http_with, HttpReply, Server};
 use serde_json::json;
 
 fn connect(s: &Server) -> Conn {
@@ -112,12 +112,6 @@ fn wait_metric(s: &Server, line_start: &str, at_least: f64, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-#[track_caller]
-fn expect_error(r: &HttpReply, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.json);
-    assert_eq!(r.json["error"]["code"], code, "{}", r.json);
 }
 
 #[test]

@@ -5,34 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use proxima_e2e::{http, run_cli, HttpReply, Server};
+use proxima_e2e::{call, expect_error, pseudo_row, run_cli, HttpReply, Server};
 use serde_json::{json, Value};
 
 const DIM: usize = 8;
-
-fn call(s: &Server, method: &str, path: &str, body: Option<Value>) -> HttpReply {
-    let body = body.map(|b| b.to_string());
-    http(method, &s.url(path), body.as_deref())
-}
-
-#[track_caller]
-fn expect_error(r: &HttpReply, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.json);
-    assert_eq!(r.json["error"]["code"], code, "{}", r.json);
-}
-
-/// Row `i` of a deterministic set of pseudo-random vectors in [0, 1).
-fn row(i: u64) -> Vec<f32> {
-    (0..DIM as u64)
-        .map(|d| {
-            let mut z =
-                i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ d.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z = (z ^ (z >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            ((z ^ (z >> 32)) >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
-}
 
 fn create(s: &Server, name: &str, index: Value) -> HttpReply {
     call(
@@ -47,7 +23,7 @@ fn create(s: &Server, name: &str, index: Value) -> HttpReply {
 fn insert_and_flush(s: &Server, name: &str, ids: std::ops::Range<u64>) {
     let ids: Vec<u64> = ids.collect();
     for chunk in ids.chunks(2000) {
-        let vectors: Vec<Vec<f32>> = chunk.iter().map(|&i| row(i)).collect();
+        let vectors: Vec<Vec<f32>> = chunk.iter().map(|&i| pseudo_row(i, DIM)).collect();
         let r = call(
             s,
             "POST",
@@ -98,7 +74,7 @@ fn nearest(s: &Server, name: &str, i: u64) -> Value {
         "POST",
         &format!("/v1/collections/{name}/search"),
         Some(
-            json!({"vectors": [row(i)], "k": 1, "consistency": "strong", "params": {"nprobe": 16, "ef": 64}}),
+            json!({"vectors": [pseudo_row(i, DIM)], "k": 1, "consistency": "strong", "params": {"nprobe": 16, "ef": 64}}),
         ),
     );
     assert_eq!(r.status, 200, "{}", r.json);
@@ -332,7 +308,7 @@ fn import_creates_collections_with_partial_index_specs() {
     let mut bytes = Vec::new();
     for i in 0..2000u64 {
         bytes.extend_from_slice(&(DIM as i32).to_le_bytes());
-        row(i)
+        pseudo_row(i, DIM)
             .iter()
             .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
     }

@@ -6,40 +6,16 @@
 
 use std::time::{Duration, Instant};
 
-use proxima_e2e::{http, http_with, HttpReply, Server};
+use proxima_e2e::{call, expect_error, http_with, pseudo_row, HttpReply, Server};
 use serde_json::{json, Value};
 
 const DIM: usize = 8;
 const ROWS: u64 = 4000;
 const QUERIES: u64 = 50;
 
-fn call(s: &Server, method: &str, path: &str, body: Option<Value>) -> HttpReply {
-    let body = body.map(|b| b.to_string());
-    http(method, &s.url(path), body.as_deref())
-}
-
-#[track_caller]
-fn expect_error(r: &HttpReply, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.json);
-    assert_eq!(r.json["error"]["code"], code, "{}", r.json);
-}
-
-/// Row `i` of a deterministic set of pseudo-random vectors in [0, 1).
-fn row(i: u64) -> Vec<f32> {
-    (0..DIM as u64)
-        .map(|d| {
-            let mut z =
-                i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ d.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z = (z ^ (z >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            ((z ^ (z >> 32)) >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
-}
-
 /// Query `q`: a row of the same distribution that is not in the collection.
 fn query(q: u64) -> Vec<f32> {
-    row(1_000_000 + q)
+    pseudo_row(1_000_000 + q, DIM)
 }
 
 /// The exact top-10 ids (L2) of `q` among `live`.
@@ -47,7 +23,7 @@ fn exact_top10(q: &[f32], live: &[u64]) -> Vec<u64> {
     let mut scored: Vec<(f32, u64)> = live
         .iter()
         .map(|&i| {
-            let r = row(i);
+            let r = pseudo_row(i, DIM);
             (r.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum(), i)
         })
         .collect();
@@ -67,7 +43,7 @@ fn create(s: &Server, name: &str, index: Value) -> HttpReply {
 fn fill(s: &Server, name: &str) {
     let ids: Vec<u64> = (0..ROWS).collect();
     for chunk in ids.chunks(2000) {
-        let vectors: Vec<Vec<f32>> = chunk.iter().map(|&i| row(i)).collect();
+        let vectors: Vec<Vec<f32>> = chunk.iter().map(|&i| pseudo_row(i, DIM)).collect();
         let r = call(
             s,
             "POST",
