@@ -174,9 +174,21 @@ fn a_data_directory_with_collections_gets_no_demo_unless_asked() {
     // Auto: the directory has a collection, so no demo.
     let (_, s) = s.restart(&["--demo-limit", "20"]);
     s.wait_ready();
-    std::thread::sleep(Duration::from_millis(500));
-    let r = http("GET", &s.url("/v1/demo"), None);
-    assert_eq!(r.json["enabled"], false, "{}", r.json);
+    // Until its thread has decided, the demo says `waiting`; then it must say `off`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = http("GET", &s.url("/v1/demo"), None);
+        if r.json["state"] != "waiting" || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (&r.json["enabled"], &r.json["state"]),
+        (&json!(false), &json!("off")),
+        "{}",
+        r.json
+    );
     let list = http("GET", &s.url("/v1/collections"), None);
     assert_eq!(list.json["collections"].as_array().unwrap().len(), 1);
     // Asked for: built beside it.
