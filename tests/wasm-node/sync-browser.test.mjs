@@ -18,9 +18,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 
-import { repo, waitFor } from './sync-helpers.mjs';
+import { repo, startServer as startProxima, waitFor } from './sync-helpers.mjs';
 
 const BIN = path.join(repo, 'target', 'debug', 'proxima');
 const WEB_PKG = path.join(repo, 'target', 'wasm-pkg', 'web');
@@ -54,42 +53,6 @@ function rows(n, seed) {
       return Math.fround(((s >>> 0) / 4294967296) * 2 - 1);
     }),
   );
-}
-
-/** `proxima serve` on a free port over `dataDir`; resolves once /readyz answers 200. */
-async function startServer(dataDir) {
-  const child = spawn(
-    BIN,
-    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--no-embed', '--write-key', WRITE_KEY, '--read-key', READ_KEY],
-    { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr.on('data', (c) => (stderr = (stderr + c).slice(-4000)));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const lines = readline.createInterface({ input: child.stdout });
-  let timer;
-  const first = await Promise.race([
-    new Promise((resolve) => lines.once('line', resolve)),
-    exited.then((code) => assert.fail(`proxima serve exited (${code}) before printing its address:\n${stderr}`)),
-    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no address line within 60 s:\n${stderr}`)), 60_000))),
-  ]).finally(() => clearTimeout(timer));
-  lines.on('line', () => {}); // keep draining
-  const url = first.split(/\s+/).find((w) => w.startsWith('http://'));
-  assert.ok(url, `no address in ${JSON.stringify(first)}`);
-  await waitFor(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 60_000, 'the server to be ready');
-  return {
-    url,
-    async kill() {
-      child.kill('SIGKILL');
-      await exited;
-    },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-    },
-  };
 }
 
 /** A request to the real server (not through the proxy); returns the parsed JSON answer. */
@@ -344,7 +307,7 @@ test('web package in headless Chromium: a live cache in IndexedDB follows the re
   const timings = {};
 
   try {
-    server = await startServer(dataDir);
+    server = await startProxima(dataDir, ['--write-key', WRITE_KEY, '--read-key', READ_KEY]);
     origin.upstream = server.url;
     await api(server, 'PUT', `/v1/collections/${COLLECTION}`, { dim: DIM, metric: 'l2' });
     for (let i = 0; i < N; i += 1000) {
@@ -481,7 +444,7 @@ test('web package in headless Chromium: a live cache in IndexedDB follows the re
 
     await step('phase 3: the server restarts on the same data; the live page catches up by changes alone', async () => {
       origin.phase = 'restart';
-      server = await startServer(dataDir);
+      server = await startProxima(dataDir, ['--write-key', WRITE_KEY, '--read-key', READ_KEY]);
       await api(server, 'POST', `/v1/collections/${COLLECTION}/delete`, { ids: [7] });
       await api(server, 'POST', `/v1/collections/${COLLECTION}/vectors`, { ids: [6000], vectors: [data[99].map((x) => -x)] });
       const t0 = Date.now();

@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import readline from 'node:readline';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { createRequire } from 'node:module';
@@ -290,4 +292,46 @@ export async function waitFor(cond, ms, what) {
     if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * `target/debug/proxima serve` on a free port over `dataDir` with `args` (no embedding model:
+ * these tests bring their own vectors); resolves once /readyz answers 200 with
+ * `{url, child, kill(), stop()}`: kill is SIGKILL, stop a SIGTERM and the wait for the exit.
+ */
+export async function startServer(dataDir, args = []) {
+  const bin = path.join(repo, 'target', 'debug', 'proxima');
+  assert.ok(fs.existsSync(bin), `${bin} is missing: run \`cargo build -p proxima-server --bins\` first (./proxima.sh test does)`);
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--no-embed', ...args], {
+    env: { ...process.env, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c) => (stderr = (stderr + c).slice(-4000)));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const lines = readline.createInterface({ input: child.stdout });
+  let timer;
+  const first = await Promise.race([
+    new Promise((resolve) => lines.once('line', resolve)),
+    exited.then((code) => assert.fail(`proxima serve exited (${code}) before printing its address:\n${stderr}`)),
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no address line within 60 s:\n${stderr}`)), 60_000))),
+  ]).finally(() => clearTimeout(timer));
+  lines.on('line', () => {}); // keep draining
+  const url = first.split(/\s+/).find((w) => w.startsWith('http://'));
+  assert.ok(url, `no address in ${JSON.stringify(first)}`);
+  await waitFor(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 60_000, 'the server to be ready');
+  return {
+    url,
+    child,
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    },
+  };
 }

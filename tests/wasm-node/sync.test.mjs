@@ -6,13 +6,12 @@
 //   node --test tests/wasm-node/sync.test.mjs
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 
-import { loadPackage, repo, waitFor } from './sync-helpers.mjs';
+import { loadPackage, repo, startServer, waitFor } from './sync-helpers.mjs';
 
 const pkg = loadPackage();
 const { VectorCache } = pkg;
@@ -21,6 +20,7 @@ const DIM = 8;
 const N = 300;
 const WRITE_KEY = 'write-key';
 const READ_KEY = 'read-key';
+const SERVER_ARGS = ['--write-key', WRITE_KEY, '--read-key', READ_KEY];
 
 let tmp;
 let dataDir;
@@ -33,43 +33,6 @@ before(() => {
 after(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-/** `proxima serve` on a free port over `dataDir`; resolves once /readyz answers 200. */
-async function startServer() {
-  const child = spawn(
-    BIN,
-    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--no-embed', '--write-key', WRITE_KEY, '--read-key', READ_KEY],
-    { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr.on('data', (c) => (stderr = (stderr + c).slice(-4000)));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const lines = readline.createInterface({ input: child.stdout });
-  let timer;
-  const first = await Promise.race([
-    new Promise((resolve) => lines.once('line', resolve)),
-    exited.then((code) => assert.fail(`proxima serve exited (${code}) before printing its address:\n${stderr}`)),
-    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no address line within 60 s:\n${stderr}`)), 60_000))),
-  ]).finally(() => clearTimeout(timer));
-  lines.on('line', () => {}); // keep draining
-  const url = first.split(/\s+/).find((w) => w.startsWith('http://'));
-  assert.ok(url, `no address in ${JSON.stringify(first)}`);
-  await waitFor(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 60_000, 'the server to be ready');
-  return {
-    url,
-    child,
-    async kill() {
-      child.kill('SIGKILL');
-      await exited;
-    },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-    },
-  };
-}
 
 /** A write (or read) request as an application makes it; returns the parsed JSON answer. */
 async function api(server, method, route, body, key = WRITE_KEY) {
@@ -116,7 +79,7 @@ function recordingFetch() {
 test('a synced cache follows the real server, goes offline with it and comes back from its file', async (t) => {
   const file = path.join(tmp, 'docs.pxc');
   const data = rows(N, 7);
-  let server = await startServer();
+  let server = await startServer(dataDir, SERVER_ARGS);
   let cache;
   try {
     await api(server, 'PUT', '/v1/collections/docs', { dim: DIM, metric: 'l2' });
@@ -194,7 +157,7 @@ test('a synced cache follows the real server, goes offline with it and comes bac
     });
 
     await t.test('server restarted on the same data: the file catches up by changes, same handle', async () => {
-      server = await startServer();
+      server = await startServer(dataDir, SERVER_ARGS);
       await api(server, 'POST', '/v1/collections/docs/delete', { ids: [1000] });
       const g = recordingFetch();
       const back = await VectorCache.open({ server: server.url, collection: 'docs', key: READ_KEY, persist: file, fetch: g });
@@ -238,7 +201,7 @@ function realDataset() {
 test('10,000 real vectors: cold start from the snapshot, live deletes and upserts, offline, reload from the file', async (t) => {
   const dataset = realDataset();
   const file = path.join(tmp, 'real.pxc');
-  let server = await startServer();
+  let server = await startServer(dataDir, SERVER_ARGS);
   let cache;
   try {
     const imp = spawnSync(
