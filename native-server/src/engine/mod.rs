@@ -18,6 +18,7 @@ mod schema;
 mod search_pool;
 mod segment;
 mod shard;
+mod types;
 mod wal;
 
 use std::collections::BTreeMap;
@@ -29,12 +30,12 @@ use parking_lot::RwLock;
 
 pub use changelog::{ChangeLog, Head, LogStats, Read as ChangesRead, Retention};
 pub use collection::{Collection, Export, Snapshot, SnapshotOptions, Subset, REFRESH_CHANGES};
-pub use collection::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchResult, WriteAck};
 pub use config::{EngineConfig, FsyncPolicy};
 pub use error::{EngineError, EngineResult, ErrorKind};
 pub use schema::{validate_name, CollectionSchema};
 pub use search_pool::Cancel;
 pub use segment::{requeried_queries, write_file_atomic, SegmentIndexInfo, SegmentInfo};
+pub use types::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchResult, WriteAck};
 
 use builder::IndexBuilder;
 use search_pool::SearchPool;

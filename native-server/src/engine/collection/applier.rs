@@ -1,0 +1,147 @@
+//! The applier: one thread per collection that takes logged writes in sequence order, waits
+//! until each is durable, appends it to the change log, applies it to the shards and
+//! advances the applied sequence; it also runs checkpoints (automatic, `flush`, `compact`),
+//! so that no write is applied meanwhile. Applying can be paused.
+
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Collection;
+use crate::engine::error::EngineResult;
+use crate::engine::schema::CollectionSchema;
+use crate::engine::shard::ShardState;
+use crate::engine::wal::{WalOp, WalRecord};
+
+pub(super) enum ApplierMsg {
+    Record(WalRecord),
+    Flush(Sender<EngineResult<()>>),
+    Compact(Sender<EngineResult<()>>),
+    Stop,
+}
+
+/// How long the applier waits after a failed automatic checkpoint before trying again.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
+
+impl Collection {
+    pub(super) fn start_applier(self: &Arc<Self>) {
+        let (tx, rx) = channel::<ApplierMsg>();
+        let me = self.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("apply-{}", self.name()))
+            .spawn(move || {
+                // After a failed automatic checkpoint (a full disk), the next waits a while
+                // instead of rewriting segments again on every record.
+                let mut retry_at: Option<Instant> = None;
+                while let Ok(msg) = rx.recv() {
+                    match msg {
+                        ApplierMsg::Record(record) => {
+                            me.wait_unpaused();
+                            if !me.wal.wait_durable(record.last_seq()) {
+                                tracing::error!(collection = %me.name(), "write-ahead log failed; applier stops");
+                                break;
+                            }
+                            // Into the change log first: a write visible to searches is
+                            // also in the feed.
+                            if let Err(e) = me.changes.append(&record) {
+                                tracing::error!(collection = %me.name(), error = %e, "change log append failed");
+                            }
+                            me.apply(&record);
+                            me.refresh_kept_snapshots();
+                            // A checkpoint seals a full growing segment, and compacts sealed
+                            // segments past the deleted-rows ratio (also under deletes alone).
+                            let ratio = me.config.auto_compact_deleted_ratio;
+                            let due = me.shards.iter().any(|s| {
+                                let s = s.read();
+                                s.growing.rows() >= me.config.seal_rows
+                                    || s.sealed.iter().any(|e| e.mostly_deleted(ratio))
+                            });
+                            if due && retry_at.is_none_or(|t| Instant::now() >= t) {
+                                retry_at = match me.checkpoint(false) {
+                                    Ok(()) => None,
+                                    Err(e) => {
+                                        tracing::error!(collection = %me.name(), error = %e, "checkpoint failed; retrying in {} s", CHECKPOINT_RETRY.as_secs());
+                                        Some(Instant::now() + CHECKPOINT_RETRY)
+                                    }
+                                };
+                            }
+                        }
+                        ApplierMsg::Flush(reply) => {
+                            me.wait_unpaused();
+                            let _ = reply.send(me.checkpoint(false));
+                        }
+                        ApplierMsg::Compact(reply) => {
+                            me.wait_unpaused();
+                            let _ = reply.send(me.checkpoint(true));
+                        }
+                        ApplierMsg::Stop => break,
+                    }
+                }
+            })
+            .expect("spawn applier thread");
+        *self.tx.lock() = Some(tx);
+        *self.applier.lock() = Some(handle);
+    }
+
+    /// Pauses or resumes applying logged writes to the shards (writes are still logged and
+    /// acknowledged). Used for maintenance and to observe the consistency levels.
+    pub fn set_apply_paused(&self, paused: bool) {
+        *self.paused.lock() = paused;
+        self.paused_cv.notify_all();
+    }
+
+    fn wait_unpaused(&self) {
+        let mut p = self.paused.lock();
+        while *p {
+            self.paused_cv.wait(&mut p);
+        }
+    }
+
+    /// Applies a record to the shards (applier thread only) and publishes the new sequence.
+    fn apply(&self, record: &WalRecord) {
+        let schema = self.schema.read().clone();
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); self.shards.len()];
+        let ids = match &record.op {
+            WalOp::Upsert { ids, .. } | WalOp::Delete { ids } => ids,
+        };
+        for (i, &id) in ids.iter().enumerate() {
+            by_shard[schema.shard_of(id)].push(i);
+        }
+        for (s, rows) in by_shard.iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut shard = self.shards[s].write();
+            for &i in rows {
+                match &record.op {
+                    WalOp::Upsert { ids, vectors } => {
+                        shard.upsert(ids[i], &vectors[i * schema.dim..(i + 1) * schema.dim])
+                    }
+                    WalOp::Delete { ids } => {
+                        shard.delete(ids[i]);
+                    }
+                }
+            }
+        }
+        let mut applied = self.applied.lock();
+        *applied = record.last_seq();
+        self.applied_cv.notify_all();
+    }
+}
+
+/// Applies a replayed record directly (recovery, before the applier starts).
+pub(super) fn apply_to(schema: &CollectionSchema, shards: &mut [ShardState], record: &WalRecord) {
+    match &record.op {
+        WalOp::Upsert { ids, vectors } => {
+            for (i, &id) in ids.iter().enumerate() {
+                shards[schema.shard_of(id)]
+                    .upsert(id, &vectors[i * schema.dim..(i + 1) * schema.dim]);
+            }
+        }
+        WalOp::Delete { ids } => {
+            for &id in ids {
+                shards[schema.shard_of(id)].delete(id);
+            }
+        }
+    }
+}
