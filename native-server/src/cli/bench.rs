@@ -29,6 +29,9 @@ pub enum BenchCommand {
     /// Cache ↔ server sync: cold start from a snapshot vs replaying the feed, the cost of
     /// idle live clients, write-to-cache freshness.
     Sync(super::bench_sync::BenchSyncArgs),
+    /// Segment maintenance: ingest with a flush after every small batch (segment count,
+    /// throughput), and how long Strong reads and deletes wait while segments are compacted.
+    Segments(super::bench_segments::BenchSegmentsArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -54,6 +57,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Http(a) => super::bench_http::run(a),
         BenchCommand::Cache(a) => super::bench_cache::run(a),
         BenchCommand::Sync(a) => super::bench_sync::run(a),
+        BenchCommand::Segments(a) => super::bench_segments::run(a),
     }
 }
 

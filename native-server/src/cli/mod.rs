@@ -4,6 +4,7 @@ mod bench;
 mod bench_cache;
 mod bench_engine;
 mod bench_http;
+mod bench_segments;
 mod bench_sync;
 pub mod client;
 mod dataset;
