@@ -11,9 +11,8 @@ use proxima_core::{IndexSpec, VectorIndex};
 
 use super::collection::Collection;
 use super::error::EngineResult;
-use super::segment::{
-    rename_durable, BuildProgress, Offloaded, ReadyIndex, Retired, SealedSegment,
-};
+use super::fs::{rename_durable, sync_file};
+use super::segment::{BuildProgress, Offloaded, ReadyIndex, Retired, SealedSegment};
 use crate::index::faiss_backend::FaissIndex;
 use crate::index::gpu;
 
@@ -283,12 +282,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
         index.save(&tmp)?;
         // FAISS writes through stdio without an fsync: make the file durable before the
         // rename (and the manifest) can point at it.
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(super::error::EngineError::io(format!(
-                "fsync {}",
-                tmp.display()
-            )))?;
+        sync_file(&tmp)?;
         rename_durable(&tmp, &segment.dir.join(&file))
     })?;
     if saved.is_none() {

@@ -27,7 +27,7 @@ use proxima_core::sync::{Change, ChangeRecord};
 use tokio::sync::watch;
 
 use super::error::{EngineError, EngineResult};
-use super::segment::{create_dir_durable, sync_dir};
+use super::fs::{create_dir_durable, sync_dir};
 use super::wal::{decode, encode, WalOp, WalRecord};
 
 /// How much of the change log is kept. Whole files go, oldest first, once any bound is

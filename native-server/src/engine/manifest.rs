@@ -8,8 +8,8 @@ use proxima_core::IndexSpec;
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, EngineResult};
+use super::fs::write_file_atomic;
 use super::schema::CollectionSchema;
-use super::segment::write_file_atomic;
 
 pub const MANIFEST: &str = "manifest.json";
 const VERSION: u32 = 1;

@@ -13,6 +13,7 @@ mod changelog;
 mod collection;
 mod config;
 mod error;
+mod fs;
 mod manifest;
 mod schema;
 mod search_pool;
@@ -22,7 +23,6 @@ mod types;
 mod wal;
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,9 +32,10 @@ pub use changelog::{ChangeLog, Head, LogStats, Read as ChangesRead, Retention};
 pub use collection::{Collection, Export, Snapshot, SnapshotOptions, Subset, REFRESH_CHANGES};
 pub use config::{EngineConfig, FsyncPolicy};
 pub use error::{EngineError, EngineResult, ErrorKind};
+pub use fs::write_file_atomic;
 pub use schema::{validate_name, CollectionSchema};
 pub use search_pool::Cancel;
-pub use segment::{requeried_queries, write_file_atomic, SegmentIndexInfo, SegmentInfo};
+pub use segment::{requeried_queries, SegmentIndexInfo, SegmentInfo};
 pub use types::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchResult, WriteAck};
 
 use builder::IndexBuilder;
@@ -56,14 +57,14 @@ impl Engine {
     /// the GPU if the configuration names one (an unusable GPU fails the open).
     pub fn open(config: EngineConfig) -> EngineResult<Self> {
         let root = config.data_dir.join("collections");
-        segment::create_dir_durable(&root)?;
+        fs::create_dir_durable(&root)?;
         let gpu = config.gpu.as_ref().map(GpuDevice::open).transpose()?;
         let config = Arc::new(config);
         let builder = IndexBuilder::new(config.build_threads, gpu.is_some());
         let searcher = SearchPool::new(config.search_threads)?;
         let mut collections = BTreeMap::new();
         for entry in
-            fs::read_dir(&root).map_err(EngineError::io(format!("list {}", root.display())))?
+            std::fs::read_dir(&root).map_err(EngineError::io(format!("list {}", root.display())))?
         {
             let path = entry.map_err(EngineError::io("list collections"))?.path();
             let Some(name) = path
@@ -75,7 +76,7 @@ impl Engine {
             };
             if name.starts_with('.') {
                 // An interrupted create or drop.
-                let _ = fs::remove_dir_all(&path);
+                let _ = std::fs::remove_dir_all(&path);
                 continue;
             }
             let collection = Collection::open(
@@ -118,11 +119,12 @@ impl Engine {
             return Err(EngineError::CollectionExists { name: schema.name });
         }
         let tmp = self.root().join(format!(".creating-{}", schema.name));
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
         Collection::create_files(&tmp, &schema)?;
         let dir = self.root().join(&schema.name);
-        fs::rename(&tmp, &dir).map_err(EngineError::io(format!("rename {}", dir.display())))?;
-        segment::sync_dir(&self.root())?;
+        std::fs::rename(&tmp, &dir)
+            .map_err(EngineError::io(format!("rename {}", dir.display())))?;
+        fs::sync_dir(&self.root())?;
         let collection = Collection::open(
             &dir,
             self.config.clone(),
@@ -160,9 +162,11 @@ impl Engine {
         collection.close();
         let dir = self.root().join(name);
         let doomed = self.root().join(format!(".dropping-{name}"));
-        fs::rename(&dir, &doomed).map_err(EngineError::io(format!("rename {}", dir.display())))?;
-        segment::sync_dir(&self.root())?;
-        fs::remove_dir_all(&doomed).map_err(EngineError::io(format!("remove {}", doomed.display())))
+        std::fs::rename(&dir, &doomed)
+            .map_err(EngineError::io(format!("rename {}", dir.display())))?;
+        fs::sync_dir(&self.root())?;
+        std::fs::remove_dir_all(&doomed)
+            .map_err(EngineError::io(format!("remove {}", doomed.display())))
     }
 
     /// Stops appliers and build threads (writes already acknowledged are durable).

@@ -6,7 +6,6 @@
 //! a sealed segment may also hold a copy of its index (or of its rows) on the device.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
 use serde::Serialize;
 
 use super::error::{EngineError, EngineResult};
+use super::fs::{create_dir_durable, write_file_atomic};
 use crate::index::blas_exact;
 use crate::index::faiss_backend::{FaissIndex, DEFAULT_NPROBE};
 use crate::index::gpu::{self, GpuDevice, GpuIndex};
@@ -235,56 +235,6 @@ pub struct SegmentIndexInfo {
     pub reason: Option<String>,
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(EngineError::io(format!("create {}", tmp.display())))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(EngineError::io(format!("write {}", tmp.display())))?;
-    rename_durable(&tmp, path)
-}
-
-/// Writes `bytes` to `path` through a temporary file, fsyncs it, renames it into place and
-/// fsyncs the directory: once this returns, the new content survives a power loss.
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> EngineResult<()> {
-    write_atomic(path, bytes)
-}
-
-/// Renames `from` (a file already fsynced) to `to` and fsyncs `to`'s directory, which makes
-/// the rename durable (POSIX promises nothing for it before that fsync).
-pub fn rename_durable(from: &Path, to: &Path) -> EngineResult<()> {
-    fs::rename(from, to).map_err(EngineError::io(format!("rename {}", to.display())))?;
-    sync_dir(to.parent().unwrap_or(Path::new(".")))
-}
-
-/// Fsyncs a directory (makes renames inside it durable).
-pub fn sync_dir(dir: &Path) -> EngineResult<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(EngineError::io(format!("fsync {}", dir.display())))
-}
-
-/// Creates `dir` and any missing parents, fsyncing the parent of each directory created, so
-/// that the new entries survive a power loss before anything durable points into them.
-pub fn create_dir_durable(dir: &Path) -> EngineResult<()> {
-    let mut missing = Vec::new();
-    let mut d = dir;
-    while !d.exists() {
-        missing.push(d);
-        match d.parent() {
-            Some(p) if !p.as_os_str().is_empty() => d = p,
-            _ => break,
-        }
-    }
-    fs::create_dir_all(dir).map_err(EngineError::io(format!("create {}", dir.display())))?;
-    for created in missing.iter().rev() {
-        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
-        }
-    }
-    Ok(())
-}
-
 impl SealedSegment {
     /// Writes a new segment's `rows.bin` into `dir` (created here) and opens it.
     pub fn create(
@@ -317,7 +267,7 @@ impl SealedSegment {
         header.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         header.resize(HEADER, 0);
         header.extend_from_slice(&body);
-        if let Err(e) = write_atomic(&dir.join("rows.bin"), &header) {
+        if let Err(e) = write_file_atomic(&dir.join("rows.bin"), &header) {
             // A full disk: give the space of the partial file back at once.
             let _ = fs::remove_dir_all(dir);
             return Err(e);
@@ -399,7 +349,7 @@ impl SealedSegment {
         bytes.extend_from_slice(live.as_bytes());
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
-        write_atomic(&self.dir.join("live.bin"), &bytes)
+        write_file_atomic(&self.dir.join("live.bin"), &bytes)
     }
 
     /// Reads the live-row bitmap (all rows live when none was written yet).

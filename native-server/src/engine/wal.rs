@@ -20,7 +20,7 @@ use proxima_core::consistency::Seq;
 
 use super::config::FsyncPolicy;
 use super::error::{EngineError, EngineResult};
-use super::segment::{create_dir_durable, sync_dir};
+use super::fs::{create_dir_durable, sync_dir};
 
 const KIND_UPSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;

@@ -13,8 +13,9 @@ use super::applier::ApplierMsg;
 use super::recovery::segment_dir;
 use super::{Collection, Meta};
 use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::fs::sync_dir;
 use crate::engine::manifest::{IndexEntry, Manifest, SegmentEntry};
-use crate::engine::segment::{sync_dir, SealedSegment};
+use crate::engine::segment::SealedSegment;
 use crate::engine::shard::{Location, SealedEntry};
 
 impl Collection {
