@@ -1,5 +1,7 @@
-//! Durability helpers: every file and directory the engine must find again after a crash or
-//! a power loss is written through these.
+//! Durability helpers: whole files (segment rows and live bitmaps, index files, the manifest)
+//! and directories the engine must find again after a crash or a power loss are written
+//! through these. (The WAL and the change log append to their files and fsync them
+//! themselves; they create and sync their directories here.)
 //!
 //! What each guarantees once it returns:
 //! - [`write_file_atomic`]: writes a temporary file next to the target (`<name>.tmp`), fsyncs
