@@ -38,6 +38,10 @@ pub struct BenchSegmentsArgs {
     /// Sealed rows of the compaction run's collection (0: skip that run).
     #[arg(long, default_value_t = 50_000)]
     pub stall_rows: usize,
+    /// Segments of one tier merged in the background (0: no merging, as before merging
+    /// existed).
+    #[arg(long, default_value_t = 4)]
+    pub merge_factor: usize,
     /// Scratch directory for the collections [default: a temporary directory].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -82,12 +86,15 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
             scratch.path().to_path_buf()
         }
     };
-    let engine = Engine::open(EngineConfig::new(&work_dir))?;
+    let mut config = EngineConfig::new(&work_dir);
+    config.merge_factor = a.merge_factor;
+    let engine = Engine::open(config)?;
     println!(
-        "proxima bench segments: {} ({} vectors × {dim}, {})",
+        "proxima bench segments: {} ({} vectors × {dim}, {}), merge factor {}",
         dir.display(),
         data.len(),
-        data.metric
+        data.metric,
+        a.merge_factor
     );
     println!("command: {}", command_line());
     println!("build: {}", build_profile());
@@ -143,13 +150,19 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
     );
     println!("sealed segments after {batches} flushes: {}", sealed_segments(&collection));
     let t = Instant::now();
-    if !collection.wait_index_ready(Duration::from_secs(3600)) {
-        bail!("index builds did not finish");
+    if !collection.wait_merges(Duration::from_secs(3600))
+        || !collection.wait_index_ready(Duration::from_secs(3600))
+    {
+        bail!("merges or index builds did not finish");
     }
+    let merges = collection.merge_stats();
     println!(
-        "indexes ready {:.1} s after the last flush; sealed segments then: {}",
+        "merges and indexes done {:.1} s after the last flush: {} sealed segments; {} merges rewrote {} rows ({:.1} × the rows ingested)",
         t.elapsed().as_secs_f64(),
-        sealed_segments(&collection)
+        sealed_segments(&collection),
+        merges.merges,
+        merges.rows_rewritten,
+        merges.rows_rewritten as f64 / rows as f64
     );
     let nq = data.num_queries().min(500);
     let params = SearchParams::new(10);

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// Rows after which a shard's growing segment is sealed and indexed [default: 100000].
     #[arg(long, env = "PROXIMA_SEAL_ROWS")]
     pub seal_rows: Option<usize>,
+    /// Sealed segments of one size tier merged into one in the background (0: no merging;
+    /// segments past the deleted-rows ratio are still rewritten) [default: 4].
+    #[arg(long, env = "PROXIMA_MERGE_FACTOR")]
+    pub merge_factor: Option<usize>,
     /// Staleness allowed at `bounded` consistency, in milliseconds [default: 100].
     #[arg(long, env = "PROXIMA_BOUNDED_STALENESS_MS")]
     pub bounded_staleness_ms: Option<u64>,
@@ -159,6 +163,7 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<Secs>,
     pub fsync: Option<String>,
     pub seal_rows: Option<usize>,
+    pub merge_factor: Option<usize>,
     pub bounded_staleness_ms: Option<u64>,
     pub consistency_timeout_ms: Option<u64>,
     pub max_k: Option<usize>,
@@ -273,6 +278,10 @@ impl Settings {
         if let Some(n) = args.seal_rows.or(file.seal_rows) {
             anyhow::ensure!(n > 0, "seal_rows must be at least 1");
             engine.seal_rows = n;
+        }
+        if let Some(n) = args.merge_factor.or(file.merge_factor) {
+            anyhow::ensure!(n != 1, "merge_factor is 0 (no merging) or at least 2");
+            engine.merge_factor = n;
         }
         if let Some(ms) = args.bounded_staleness_ms.or(file.bounded_staleness_ms) {
             engine.bounded_staleness = Duration::from_millis(ms);

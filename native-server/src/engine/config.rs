@@ -36,8 +36,12 @@ pub struct EngineConfig {
     pub build_threads: usize,
     /// Threads running searches (one pool shared by every collection and request).
     pub search_threads: usize,
-    /// Sealed segments whose deleted share exceeds this are compacted at the next seal.
+    /// Sealed segments whose deleted share exceeds this are rewritten without their deleted
+    /// rows, in the background.
     pub auto_compact_deleted_ratio: f64,
+    /// Sealed segments of one size tier merged at once in the background (0 or 1: no
+    /// merging; segments past the deleted-rows ratio are still rewritten).
+    pub merge_factor: usize,
     /// Memory-map IVF inverted lists when loading indexes from disk.
     pub mmap_indexes: bool,
     pub limits: SearchLimits,
@@ -62,6 +66,7 @@ impl EngineConfig {
             build_threads: 1,
             search_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             auto_compact_deleted_ratio: 0.3,
+            merge_factor: 4,
             mmap_indexes: false,
             limits: SearchLimits::default(),
             gpu: None,

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod fs;
 mod manifest;
+mod merge_policy;
 mod schema;
 mod search_pool;
 mod segment;
@@ -36,7 +37,9 @@ pub use fs::write_file_atomic;
 pub use schema::{validate_name, CollectionSchema};
 pub use search_pool::Cancel;
 pub use segment::{requeried_queries, SegmentIndexInfo, SegmentInfo};
-pub use types::{CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, SearchResult, WriteAck};
+pub use types::{
+    CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, MergeStats, SearchResult, WriteAck,
+};
 
 use builder::IndexBuilder;
 use search_pool::SearchPool;

@@ -83,4 +83,19 @@ pub struct CollectionInfo {
     pub segments: Vec<SegmentInfo>,
     pub memory: MemoryInfo,
     pub wal_bytes: u64,
+    /// Background rewrites of sealed segments since the collection was opened.
+    pub merges: MergeStats,
+}
+
+/// Merges done since the collection was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MergeStats {
+    /// Rewrites finished (merges, vacuums, compactions).
+    pub merges: u64,
+    /// Rows written by them.
+    pub rows_rewritten: u64,
+    /// Segments they replaced.
+    pub segments_merged: u64,
+    /// Rewrites that failed (retried later).
+    pub failures: u64,
 }

@@ -16,9 +16,11 @@ use crate::engine::wal::{WalOp, WalRecord};
 pub(super) enum ApplierMsg {
     Record(WalRecord),
     Flush(Sender<EngineResult<()>>),
-    Compact(Sender<EngineResult<()>>),
     Stop,
 }
+
+/// Delete records whose count of removed ids is kept for their callers.
+const DELETE_COUNTS_KEPT: usize = 4096;
 
 /// How long the applier waits after a failed automatic checkpoint before trying again.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
@@ -48,16 +50,21 @@ impl Collection {
                             }
                             me.apply(&record);
                             me.refresh_kept_snapshots();
-                            // A checkpoint seals a full growing segment, and compacts sealed
-                            // segments past the deleted-rows ratio (also under deletes alone).
+                            // A checkpoint seals a full growing segment; sealed segments past
+                            // the deleted-rows ratio are the optimizer's, in the background.
                             let ratio = me.config.auto_compact_deleted_ratio;
-                            let due = me.shards.iter().any(|s| {
+                            let (due, vacuum) = me.shards.iter().fold((false, false), |acc, s| {
                                 let s = s.read();
-                                s.growing.rows() >= me.config.seal_rows
-                                    || s.sealed.iter().any(|e| e.mostly_deleted(ratio))
+                                (
+                                    acc.0 || s.growing.rows() >= me.config.seal_rows,
+                                    acc.1 || s.sealed.iter().any(|e| e.mostly_deleted(ratio)),
+                                )
                             });
+                            if vacuum {
+                                me.optimizer.wake();
+                            }
                             if due && retry_at.is_none_or(|t| Instant::now() >= t) {
-                                retry_at = match me.checkpoint(false) {
+                                retry_at = match me.checkpoint() {
                                     Ok(()) => None,
                                     Err(e) => {
                                         tracing::error!(collection = %me.name(), error = %e, "checkpoint failed; retrying in {} s", CHECKPOINT_RETRY.as_secs());
@@ -68,11 +75,7 @@ impl Collection {
                         }
                         ApplierMsg::Flush(reply) => {
                             me.wait_unpaused();
-                            let _ = reply.send(me.checkpoint(false));
-                        }
-                        ApplierMsg::Compact(reply) => {
-                            me.wait_unpaused();
-                            let _ = reply.send(me.checkpoint(true));
+                            let _ = reply.send(me.checkpoint());
                         }
                         ApplierMsg::Stop => break,
                     }
@@ -107,6 +110,7 @@ impl Collection {
         for (i, &id) in ids.iter().enumerate() {
             by_shard[schema.shard_of(id)].push(i);
         }
+        let mut deleted = 0;
         for (s, rows) in by_shard.iter().enumerate() {
             if rows.is_empty() {
                 continue;
@@ -118,10 +122,17 @@ impl Collection {
                         shard.upsert(ids[i], &vectors[i * schema.dim..(i + 1) * schema.dim])
                     }
                     WalOp::Delete { ids } => {
-                        shard.delete(ids[i]);
+                        deleted += usize::from(shard.delete(ids[i]));
                     }
                 }
             }
+        }
+        if let WalOp::Delete { .. } = &record.op {
+            let mut recent = self.deleted.lock();
+            if recent.len() == DELETE_COUNTS_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back((record.last_seq(), deleted));
         }
         let mut applied = self.applied.lock();
         *applied = record.last_seq();

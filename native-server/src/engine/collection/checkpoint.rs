@@ -1,8 +1,7 @@
-//! Checkpoints: seal every shard's growing segment into a segment file, rewrite sealed
-//! segments with many deleted rows without them (compaction, the vacuum), write live bitmaps
-//! and the manifest, then truncate the write-ahead log. Run by the applier.
+//! Checkpoints: seal every shard's growing segment into a segment file, write live bitmaps
+//! and the manifest, then truncate the write-ahead log. Run by the applier. (Sealed segments
+//! are rewritten — merged, vacuumed, compacted — by the optimizer: `merge`.)
 
-use std::fs;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::channel;
 use std::sync::Arc;
@@ -13,7 +12,6 @@ use super::applier::ApplierMsg;
 use super::recovery::segment_dir;
 use super::{Collection, Meta};
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::fs::sync_dir;
 use crate::engine::manifest::{IndexEntry, Manifest, SegmentEntry};
 use crate::engine::segment::SealedSegment;
 use crate::engine::shard::{Location, SealedEntry};
@@ -27,11 +25,12 @@ impl Collection {
         rx.recv().map_err(|_| EngineError::Closed)?
     }
 
-    /// Flushes, then rewrites every sealed segment that has deleted rows without them.
+    /// Flushes, then rewrites every sealed segment that has deleted rows without them (on
+    /// the optimizer thread: writes are applied and searches run meanwhile). Returns once
+    /// done.
     pub fn compact(&self) -> EngineResult<()> {
-        let (tx, rx) = channel();
-        self.send(ApplierMsg::Compact(tx))?;
-        rx.recv().map_err(|_| EngineError::Closed)?
+        self.flush()?;
+        self.compact_segments()
     }
 
     pub(super) fn write_manifest(&self, meta: &Meta) -> EngineResult<()> {
@@ -66,26 +65,21 @@ impl Collection {
         .write(&self.dir)
     }
 
-    /// Seals growing segments (and with `compact`, rewrites sealed segments with deleted rows),
-    /// writes live bitmaps and the manifest, then truncates the WAL. Applier thread only.
-    pub(super) fn checkpoint(&self, compact: bool) -> EngineResult<()> {
-        // Segments compacted away: declared first, so that they are released after the locks
-        // also on an early return.
-        let mut retired = Vec::new();
+    /// Seals growing segments, writes live bitmaps and the manifest, then truncates the WAL.
+    /// Applier thread only. Sealed segments are rewritten by the optimizer (`merge`), which
+    /// this wakes.
+    pub(super) fn checkpoint(&self) -> EngineResult<()> {
         let mut meta = self.meta.lock();
         let seq = *self.applied.lock();
         let dim = self.schema.read().dim;
-        let ratio = self.config.auto_compact_deleted_ratio;
         let mut new_segments = Vec::new();
-        let mut dropped = Vec::new();
         // Seals every shard. On a failure part-way (a full disk), the segments already made
         // stay in service and still get their indexes; the manifest and the WAL stay as they
         // were, so a restart replays the writes again (rows live twice are resolved on open).
         let sealed = (|| -> EngineResult<()> {
             for (s, shard_lock) in self.shards.iter().enumerate() {
-                // Rows to write: the growing segment's live rows, plus (compaction) the live rows
-                // of sealed segments with deletions.
-                let (ids, vectors, victims) = {
+                // Rows to write: the growing segment's live rows.
+                let (ids, vectors) = {
                     let shard = shard_lock.read();
                     let mut ids = Vec::new();
                     let mut vectors = Vec::new();
@@ -94,22 +88,7 @@ impl Collection {
                         vectors
                             .extend_from_slice(&shard.growing.vectors[row * dim..(row + 1) * dim]);
                     }
-                    let mut victims = Vec::new();
-                    for e in &shard.sealed {
-                        let worth = if compact {
-                            e.live_count < e.segment.rows()
-                        } else {
-                            e.mostly_deleted(ratio)
-                        };
-                        if worth {
-                            victims.push(e.segment.id);
-                            for row in e.live.ones() {
-                                ids.push(e.segment.ids()[row]);
-                                vectors.extend_from_slice(e.segment.vector(row));
-                            }
-                        }
-                    }
-                    (ids, vectors, victims)
+                    (ids, vectors)
                 };
                 let segment = if ids.is_empty() {
                     None
@@ -127,13 +106,6 @@ impl Collection {
                 };
                 let mut shard = shard_lock.write();
                 shard.growing = Default::default();
-                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut shard.sealed)
-                    .into_iter()
-                    .partition(|e| victims.contains(&e.segment.id));
-                shard.sealed = kept;
-                dropped.extend(gone.iter().map(|e| e.segment.dir.clone()));
-                // Released after the locks: freeing a GPU copy works on the device.
-                retired.extend(gone);
                 if let Some(seg) = segment {
                     for (row, &id) in seg.ids().iter().enumerate() {
                         shard.locations.insert(
@@ -164,10 +136,8 @@ impl Collection {
             self.write_manifest(&meta)
         });
         drop(meta);
-        drop(retired);
         // The new segments are in service whatever failed after they were made: they get
-        // their indexes. Compacted directories go only once a manifest without them is
-        // written; after a failure here, the next open removes them.
+        // their indexes.
         for seg in new_segments {
             self.queue_build(seg);
         }
@@ -179,12 +149,7 @@ impl Collection {
             self.changes.reset(seq)?;
         }
         self.wal.truncate_through(seq)?;
-        for dir in dropped {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a compacted segment");
-            }
-        }
-        let _ = sync_dir(&self.dir.join("segments"));
+        self.optimizer.wake();
         if self.gpu.is_some() {
             // A copy that did not fit before may fit now (compaction, dropped collections).
             for seg in self.sealed_segments() {

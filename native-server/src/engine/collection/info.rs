@@ -112,6 +112,7 @@ impl Collection {
                 raw_bytes: count * schema.dim as u64 * 4,
             },
             wal_bytes: self.wal.size_bytes(),
+            merges: self.merge_stats(),
             schema,
         }
     }

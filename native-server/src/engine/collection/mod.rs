@@ -9,7 +9,8 @@
 //!
 //! Checkpoints (also run by the applier, so no write is applied meanwhile) seal every shard's
 //! growing segment into a segment file, write the live bitmaps of sealed segments, write the
-//! manifest and delete WAL files the checkpoint covers.
+//! manifest and delete WAL files the checkpoint covers. Sealed segments are merged, vacuumed
+//! and compacted by the optimizer thread, in the background (`merge`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ mod checkpoint;
 mod clock;
 mod indexing;
 mod info;
+mod merge;
 mod recovery;
 mod search;
 mod snapshot;
@@ -88,6 +90,11 @@ pub struct Collection {
     /// the collection's directory; `close` takes it exclusively, so that once a collection is
     /// closed (dropped) nothing writes into a directory of the same name again.
     files: RwLock<()>,
+    /// Background rewrites of sealed segments (merges, vacuum, compaction).
+    optimizer: merge::Optimizer,
+    /// How many ids the latest delete records removed, by sequence, counted as they were
+    /// applied (a bounded window: the deletes waiting for their count are recent).
+    deleted: Mutex<std::collections::VecDeque<(Seq, usize)>>,
     me: Weak<Collection>,
 }
 
@@ -102,6 +109,7 @@ impl Collection {
     /// Stops the applier after it has applied everything queued.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.stop_optimizer();
         self.changes.close();
         // A manifest write or index file write in flight (a build finishing) ends before close
         // returns, and none starts after: a dropped collection's build never writes into a

@@ -230,12 +230,17 @@ impl Collection {
             handle: RwLock::new(handle),
             snapshots: Default::default(),
             files: RwLock::new(()),
+            optimizer: Default::default(),
+            deleted: Default::default(),
             me: me.clone(),
         });
         for segment in &built {
             collection.queue_offload(segment);
         }
         collection.start_applier();
+        collection.start_optimizer();
+        // Segments left by an older version, or past the ratio: looked at now.
+        collection.optimizer.wake();
         for segment in to_build {
             collection.queue_build(segment);
         }

@@ -72,8 +72,8 @@ impl Collection {
         Ok(WriteAck { ids, seq })
     }
 
-    /// Deletes ids (absent ids are ignored). `deleted` counts the ids present when the
-    /// delete was logged.
+    /// Deletes ids (absent ids are ignored). `deleted` counts the ids this delete removed,
+    /// counted when it was applied (returns once it is).
     pub fn delete(&self, ids: &[u64]) -> EngineResult<DeleteAck> {
         if ids.is_empty() {
             return Err(CoreError::EmptyBatch { what: "id" }.into());
@@ -81,20 +81,31 @@ impl Collection {
         let mut unique: Vec<u64> = ids.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        // Count against the state that includes every acknowledged write.
+        // Not while applying is stalled: the delete would wait for its count.
         let committed = self.clock.lock().committed;
         self.wait_applied(committed)?;
-        let schema = self.schema();
-        let deleted = unique
-            .iter()
-            .filter(|&&id| {
-                self.shards[schema.shard_of(id)]
-                    .read()
-                    .locations
-                    .contains_key(&id)
-            })
-            .count();
-        let seq = self.log(WalOp::Delete { ids: unique })?;
+        let seq = self.log(WalOp::Delete {
+            ids: unique.clone(),
+        })?;
+        // Counted by the applier as it removes the ids: concurrent deletes of one id count
+        // it once between them.
+        let counted = self.wait_applied(seq).ok().and_then(|_| {
+            let recent = self.deleted.lock();
+            recent.iter().rev().find(|(s, _)| *s == seq).map(|&(_, n)| n)
+        });
+        let deleted = counted.unwrap_or_else(|| {
+            // Applying stalled after the delete was logged: the ids still there now.
+            let schema = self.schema();
+            unique
+                .iter()
+                .filter(|&&id| {
+                    self.shards[schema.shard_of(id)]
+                        .read()
+                        .locations
+                        .contains_key(&id)
+                })
+                .count()
+        });
         Ok(DeleteAck { deleted, seq })
     }
 
