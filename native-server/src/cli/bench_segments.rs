@@ -3,11 +3,11 @@
 //! 1. **Ingest with frequent flushes**: batches of `--batch` rows, each followed by a flush
 //!    (a checkpoint that seals the growing segment). Reports throughput over the first and
 //!    the last tenth of the run, the sealed segments left, and search latency over them.
-//! 2. **Stall during compaction**: a collection of `--stall-rows` sealed rows loses 40 % of
-//!    them to deletes (past the automatic compaction ratio, 30 %), then an explicit compact;
-//!    meanwhile a reader does Strong `get`s and a writer single-id deletes, one every
-//!    millisecond. Reports their p50/p99/max latency: how long writes and Strong reads wait
-//!    while segments are rewritten.
+//! 2. **Stalls during a seal and a compaction**: `--stall-rows` rows are inserted, then sealed
+//!    by a flush, then lose 40 % of them to deletes (past the automatic compaction ratio,
+//!    30 %), then an explicit compact; meanwhile a reader does Strong `get`s and a writer
+//!    single-id deletes, one every millisecond. Reports their p50/p99/max latency in each
+//!    phase: how long writes and Strong reads wait while segments are written.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,7 +148,10 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
         per_tenth / first.as_secs_f64(),
         per_tenth / last.as_secs_f64(),
     );
-    println!("sealed segments after {batches} flushes: {}", sealed_segments(&collection));
+    println!(
+        "sealed segments after {batches} flushes: {}",
+        sealed_segments(&collection)
+    );
     let t = Instant::now();
     if !collection.wait_merges(Duration::from_secs(3600))
         || !collection.wait_index_ready(Duration::from_secs(3600))
@@ -172,7 +175,10 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
         collection.search(data.query(q), &params, ConsistencyLevel::Eventually, None)?;
         lat.push(t.elapsed());
     }
-    println!("search over them, k=10, one query per call: {}", summary(lat));
+    println!(
+        "search over them, k=10, one query per call: {}",
+        summary(lat)
+    );
     engine.drop_collection("flushes")?;
 
     // 2. Latency of Strong reads and deletes while rows are deleted and segments compacted.
@@ -192,7 +198,6 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
         let hi = (lo + 1024).min(rows);
         collection.insert(&data.base[lo * dim..hi * dim], Some(&data.ids[lo..hi]))?;
     }
-    collection.flush()?;
     let ids = &data.ids[..rows];
     // Probes read ids from the first fifth and delete from the last fifth; the bulk deletes
     // take 40 % from the middle.
@@ -206,7 +211,7 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let _ = collection.get(probe[i % probe.len()]);
-                lat.push(t.elapsed());
+                lat.push((t, t.elapsed()));
                 i += 1;
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -222,13 +227,19 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) && i < probe.len() {
                 let t = Instant::now();
                 let _ = collection.delete(&probe[i..i + 1]);
-                lat.push(t.elapsed());
+                lat.push((t, t.elapsed()));
                 i += 1;
                 std::thread::sleep(Duration::from_millis(1));
             }
             lat
         })
     };
+    // The seal of the growing segment (every row), then the deletes and compaction.
+    std::thread::sleep(Duration::from_millis(100));
+    let seal_start = Instant::now();
+    collection.flush()?;
+    let seal = seal_start.elapsed();
+    std::thread::sleep(Duration::from_millis(100));
     let start = Instant::now();
     let bulk = &ids[rows / 5..rows / 5 + rows * 2 / 5];
     for chunk in bulk.chunks(1000) {
@@ -242,13 +253,34 @@ pub fn run(a: BenchSegmentsArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let reads = reader.join().expect("reader thread");
     let writes = writer.join().expect("writer thread");
+    let during = |lat: &[(Instant, Duration)], from: Instant, to: Option<Instant>| {
+        summary(
+            lat.iter()
+                .filter(|(t, _)| *t >= from && to.is_none_or(|to| *t < to))
+                .map(|&(_, d)| d)
+                .collect(),
+        )
+    };
+    let seal_end = Some(seal_start + seal);
     println!(
-        "\ncompaction, {rows} sealed rows (FLAT), 40 % deleted in batches of 1,000 ({:.2} s, automatic compaction at 30 %), then compact ({:.2} s)",
+        "\nseal: flush of {rows} growing rows ({:.2} s); one probe of each kind every ms meanwhile",
+        seal.as_secs_f64()
+    );
+    println!(
+        "  Strong get:       {}",
+        during(&reads, seal_start, seal_end)
+    );
+    println!(
+        "  single-id delete: {}",
+        during(&writes, seal_start, seal_end)
+    );
+    println!(
+        "compaction: the {rows} sealed rows (FLAT) lose 40 % in deletes of 1,000 ids ({:.2} s; automatic compaction at 30 %), then compact ({:.2} s)",
         deletes.as_secs_f64(),
         compact.as_secs_f64()
     );
-    println!("  Strong get meanwhile:       {}", summary(reads));
-    println!("  single-id delete meanwhile: {}", summary(writes));
+    println!("  Strong get:       {}", during(&reads, start, None));
+    println!("  single-id delete: {}", during(&writes, start, None));
     engine.drop_collection("stall")?;
     Ok(())
 }

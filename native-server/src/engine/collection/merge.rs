@@ -55,7 +55,6 @@ pub(super) struct Optimizer {
     stats: Mutex<MergeStats>,
 }
 
-
 impl Optimizer {
     /// Asks for a look at the segments (cheap; requests coalesce).
     pub(super) fn wake(&self) {
@@ -207,21 +206,32 @@ impl Collection {
     /// with a deleted row).
     fn run_merges(&self, compact: bool) -> EngineResult<()> {
         let policy = self.merge_policy();
-        if policy.factor < 2 && !compact {
-            // Merging is off; vacuuming still runs.
-            return self.run_plans(|stats| policy.vacuum_only(stats));
+        if compact {
+            // The segments there now: deletes arriving meanwhile wait for the next compact
+            // (chasing them would never end under a steady stream of deletes).
+            return self.run_plans(true, |stats| policy.compact(stats));
         }
-        self.run_plans(|stats| {
-            if compact {
-                policy.compact(stats)
-            } else {
-                policy.plan(stats)
-            }
-        })
+        if policy.factor < 2 {
+            // Merging is off; vacuuming still runs.
+            return self.run_plans(false, |stats| policy.vacuum_only(stats));
+        }
+        self.run_plans(false, |stats| policy.plan(stats))
     }
 
-    fn run_plans(&self, plan: impl Fn(&[SegmentStats]) -> Option<MergePlan>) -> EngineResult<()> {
+    /// Runs `plan` on each shard's sealed segments until it has nothing left to do (with
+    /// `present_only`, on the segments the shard had when this started).
+    fn run_plans(
+        &self,
+        present_only: bool,
+        plan: impl Fn(&[SegmentStats]) -> Option<MergePlan>,
+    ) -> EngineResult<()> {
         for s in 0..self.shards.len() {
+            let present: Vec<u64> = self.shards[s]
+                .read()
+                .sealed
+                .iter()
+                .map(|e| e.segment.id)
+                .collect();
             loop {
                 if self.closed.load(Ordering::SeqCst) {
                     return Err(EngineError::Closed);
@@ -230,6 +240,7 @@ impl Collection {
                     .read()
                     .sealed
                     .iter()
+                    .filter(|e| !present_only || present.contains(&e.segment.id))
                     .map(|e| SegmentStats {
                         id: e.segment.id,
                         rows: e.segment.rows(),

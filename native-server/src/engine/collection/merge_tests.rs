@@ -102,7 +102,10 @@ fn small_flushes_keep_the_segment_count_logarithmic() {
     let n = sealed(&c);
     // At most F − 1 = 3 segments per tier; 1,500 rows in tiers of 5 to 1,500: log4(300) + 2.
     let bound = 3 * ((flushes as f64).log(4.0) as usize + 2);
-    assert!(n <= bound, "{n} sealed segments after {flushes} flushes (bound {bound})");
+    assert!(
+        n <= bound,
+        "{n} sealed segments after {flushes} flushes (bound {bound})"
+    );
     let merges = c.describe().merges;
     assert!(merges.merges > 0 && merges.failures == 0, "{merges:?}");
     // Each row is rewritten once per tier it climbs: log4(1,500 / 5) + 1 times at most.
