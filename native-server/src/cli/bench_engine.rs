@@ -1,7 +1,12 @@
 //! `proxima bench engine`: builds each index type through the engine on a real dataset and
 //! reports build time, memory (measured and planned), QPS, recall@10 against the exact ground
 //! truth, and the engine's search time over calling FAISS directly on the same index file
-//! with the same parameters. With `--gpu-device` (builds with the `gpu` feature) the engine
+//! with the same parameters. Each index is created as a user would create it: its type with
+//! the server's defaults for every parameter not given on the command line (`--pq-m`,
+//! `--hnsw-m`), and searched with the server's search defaults unless `--nprobe`, `--ef` or
+//! `--refine-factor` say otherwise; `--nprobe` and `--refine-factor` take comma-separated
+//! lists, each combination measured on the same built index. With `--gpu-device` (builds with
+//! the `gpu` feature) the engine
 //! copies FLAT and IVF segments to the GPU, and the direct side searches the same index copied
 //! to the GPU through FAISS.
 
@@ -10,13 +15,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use proxima_core::params::DEFAULT_REFINE_FACTOR;
-use proxima_core::sizing::{format_bytes, recommended_nlist};
-use proxima_core::{recall_at_k, ConsistencyLevel, Hit, IndexSpec, SearchParams, VectorIndex};
+use proxima_core::params::{default_nprobe, default_refine_factor};
+use proxima_core::request::{IndexParams, IndexType};
+use proxima_core::sizing::format_bytes;
+use proxima_core::{
+    recall_at_k, ConsistencyLevel, Hit, IndexRequest, IndexSpec, SearchParams, VectorIndex,
+};
 
 use super::bench::{build_profile, command_line, machine, open_dataset};
 use crate::engine::{CollectionSchema, Engine, EngineConfig};
-use crate::index::faiss_backend::FaissIndex;
+use crate::index::faiss_backend::{FaissIndex, DEFAULT_EF};
 use crate::index::gpu::{runs_on_gpu, GpuDevice, GpuSettings};
 
 #[derive(Debug, Args, Clone)]
@@ -30,19 +38,25 @@ pub struct BenchEngineArgs {
     /// Neighbours per query.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
-    /// IVF lists probed.
-    #[arg(long, default_value_t = 16)]
-    pub nprobe: usize,
-    /// HNSW efSearch.
-    #[arg(long, default_value_t = 64)]
-    pub ef: usize,
-    /// Re-ranking of IVF_SQ8, IVF_PQ and HNSW_SQ8: `k × refine_factor` candidates re-scored
-    /// exactly on the rows (1: none) [default: the server's default].
+    /// IVF lists probed; a comma-separated list measures each on the same index [default:
+    /// the server's default for the segment's nlist].
+    #[arg(long, value_delimiter = ',')]
+    pub nprobe: Vec<usize>,
+    /// HNSW efSearch [default: the server's default].
     #[arg(long)]
-    pub refine_factor: Option<usize>,
-    /// HNSW links per node.
-    #[arg(long, default_value_t = 16)]
-    pub hnsw_m: usize,
+    pub ef: Option<usize>,
+    /// Re-ranking of IVF_SQ8, IVF_PQ and HNSW_SQ8: `k × refine_factor` candidates re-scored
+    /// exactly on the rows (1: none); a comma-separated list measures each on the same index
+    /// [default: the server's default for the index type].
+    #[arg(long, value_delimiter = ',')]
+    pub refine_factor: Vec<usize>,
+    /// IVF_PQ sub-quantisers (bytes per vector with 8-bit codes) [default: the collection
+    /// default for the dimension].
+    #[arg(long)]
+    pub pq_m: Option<usize>,
+    /// HNSW links per node [default: the collection default].
+    #[arg(long)]
+    pub hnsw_m: Option<usize>,
     /// Queries per search call in the batched measurement.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
@@ -59,6 +73,8 @@ pub struct BenchEngineArgs {
 
 struct Row {
     spec: IndexSpec,
+    nprobe: Option<usize>,
+    refine: Option<usize>,
     build: Duration,
     actual: u64,
     raw: u64,
@@ -71,31 +87,63 @@ struct Row {
     ratio: f64,
 }
 
-fn specs(list: &str, n: usize, dim: usize, m: usize) -> anyhow::Result<Vec<IndexSpec>> {
-    let nlist = recommended_nlist(n as u64);
-    list.split(',')
+/// The index requests to run: each type as a user gives it, with only the parameters given on
+/// the command line (`nlist` is chosen for the segment's rows, the rest are the defaults).
+fn requests(a: &BenchEngineArgs, dim: usize) -> anyhow::Result<Vec<IndexRequest>> {
+    a.indexes
+        .split(',')
         .map(|name| {
-            Ok(match name.trim().to_ascii_uppercase().as_str() {
-                "FLAT" => IndexSpec::Flat,
-                "IVF_FLAT" => IndexSpec::IvfFlat { nlist },
-                "IVF_SQ8" => IndexSpec::IvfSq8 { nlist },
-                "IVF_PQ" => IndexSpec::IvfPq {
-                    nlist,
-                    m: (dim / 8).max(1),
-                    nbits: 8,
-                },
-                "HNSW" => IndexSpec::Hnsw {
-                    m,
-                    ef_construction: 100,
-                },
-                "HNSW_SQ8" => IndexSpec::HnswSq8 {
-                    m,
-                    ef_construction: 100,
-                },
+            let kind = match name.trim().to_ascii_uppercase().as_str() {
+                "FLAT" => IndexType::Flat,
+                "IVF_FLAT" => IndexType::IvfFlat,
+                "IVF_SQ8" => IndexType::IvfSq8,
+                "IVF_PQ" => IndexType::IvfPq,
+                "HNSW" => IndexType::Hnsw,
+                "HNSW_SQ8" => IndexType::HnswSq8,
                 other => bail!("unknown index type {other}"),
-            })
+            };
+            let params = match kind {
+                IndexType::IvfPq => IndexParams {
+                    m: a.pq_m,
+                    ..Default::default()
+                },
+                IndexType::Hnsw | IndexType::HnswSq8 => IndexParams {
+                    m: a.hnsw_m,
+                    ..Default::default()
+                },
+                _ => IndexParams::default(),
+            };
+            let request = IndexRequest { kind, params };
+            request.validate(dim)?;
+            Ok(request)
         })
         .collect()
+}
+
+/// The values of a list flag, or one `None` (the default) when it was not given.
+fn or_default(values: &[usize]) -> Vec<Option<usize>> {
+    if values.is_empty() {
+        vec![None]
+    } else {
+        values.iter().copied().map(Some).collect()
+    }
+}
+
+/// A knob as the header prints it: the value given, or `default`.
+fn knob(values: &[usize]) -> String {
+    if values.is_empty() {
+        "default".to_string()
+    } else {
+        values
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn or_dash(v: Option<usize>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| v.to_string())
 }
 
 /// Runs `engine` and `direct` over the queries in batches of `batch`, alternating call by
@@ -135,6 +183,61 @@ where
     Ok((hits, on_engine, on_direct))
 }
 
+/// Times `search` (the engine) alone and beside `direct` (FAISS on the same index file), one
+/// query per call and `a.batch` per call, best of `a.repeat` runs; recall of the engine's hits
+/// against `truth`. The returned row's index and memory fields are left for the caller.
+fn measure<E, D>(
+    a: &BenchEngineArgs,
+    queries: &[f32],
+    dim: usize,
+    truth: &[Vec<u64>],
+    search: E,
+    direct_search: D,
+) -> anyhow::Result<Row>
+where
+    E: Fn(&[f32]) -> anyhow::Result<Vec<Vec<Hit>>>,
+    D: Fn(&[f32]) -> anyhow::Result<Vec<Vec<Hit>>>,
+{
+    let nq = queries.len() / dim;
+    // Warm-up. QPS: the engine alone. The ratio: engine and direct calls alternated (so
+    // that the machine's other work weighs on both alike). The best of `repeat` runs
+    // counts, so a burst of other work does not decide either.
+    search(&queries[..dim])?;
+    direct_search(&queries[..dim])?;
+    let no_direct = |_: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> { Ok(Vec::new()) };
+    let mut best = [Duration::MAX; 6];
+    let mut hits = Vec::new();
+    for _ in 0..a.repeat.max(1) {
+        let (_, engine, _) = timed_pair(queries, dim, 1, &search, no_direct)?;
+        best[0] = best[0].min(engine);
+        let (h, engine, _) = timed_pair(queries, dim, a.batch, &search, no_direct)?;
+        best[1] = best[1].min(engine);
+        hits = h;
+        for (i, batch) in [(2, 1), (4, a.batch)] {
+            let (_, engine, direct) = timed_pair(queries, dim, batch, &search, &direct_search)?;
+            best[i] = best[i].min(engine);
+            best[i + 1] = best[i + 1].min(direct);
+        }
+    }
+    let [single, batched, paired_single, direct_single, paired_batched, direct_batched] = best;
+    Ok(Row {
+        spec: IndexSpec::Flat,
+        nprobe: None,
+        refine: None,
+        build: Duration::ZERO,
+        actual: 0,
+        raw: 0,
+        mapped: 0,
+        estimated: 0,
+        gpu: 0,
+        qps_single: nq as f64 / single.as_secs_f64(),
+        qps_batch: nq as f64 / batched.as_secs_f64(),
+        recall: recall_at_k(&hits, truth, a.k),
+        ratio: (paired_single.as_secs_f64() + paired_batched.as_secs_f64())
+            / (direct_single.as_secs_f64() + direct_batched.as_secs_f64()),
+    })
+}
+
 fn index_file(segment_dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(segment_dir)
         .ok()?
@@ -171,22 +274,21 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         dir.display(),
         data.metric,
         a.k,
-        a.nprobe,
-        a.ef,
-        a.refine_factor
-            .map_or_else(|| format!("default ({DEFAULT_REFINE_FACTOR})"), |r| r.to_string())
+        knob(&a.nprobe),
+        a.ef.unwrap_or(DEFAULT_EF),
+        knob(&a.refine_factor),
     );
     println!("command: {}", command_line());
     println!("build: {}", build_profile());
     println!("machine: {}", machine());
     let mut rows = Vec::new();
-    for (i, spec) in specs(&a.indexes, n, dim, a.hnsw_m)?.into_iter().enumerate() {
+    for (i, request) in requests(&a, dim)?.into_iter().enumerate() {
         let name = format!("bench{i}");
         let collection = engine.create_collection(CollectionSchema {
             name: name.clone(),
             dim,
             metric: data.metric,
-            index: spec.into(),
+            index: request,
             num_shards: 1,
             auto_id: false,
         })?;
@@ -196,8 +298,17 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         }
         collection.flush()?;
         if !collection.wait_index_ready(Duration::from_secs(3600)) {
-            bail!("{spec}: index build did not finish");
+            bail!("{request}: index build did not finish");
         }
+        // What the segment got (`nlist` for its rows, the defaults).
+        let spec = collection
+            .describe()
+            .segments
+            .iter()
+            .find(|s| s.state == "sealed")
+            .and_then(|s| s.index.spec)
+            .or_else(|| request.spec_for(dim, n as u64))
+            .with_context(|| format!("{request}: no sealed segment"))?;
         if direct_gpu.is_some() && runs_on_gpu(&spec) {
             let deadline = Instant::now() + Duration::from_secs(600);
             while !collection
@@ -214,13 +325,6 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         }
         let build = start.elapsed();
         let info = collection.describe();
-        let mut params = SearchParams::new(a.k).with_nprobe(a.nprobe).with_ef(a.ef);
-        params.refine_factor = a.refine_factor;
-        let search = |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> {
-            Ok(collection
-                .search(q, &params, ConsistencyLevel::Eventually, None)?
-                .hits)
-        };
         // The same index file, searched through FAISS directly (FLAT: a FAISS flat index).
         let segment = info
             .segments
@@ -245,55 +349,62 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             Some(device) if runs_on_gpu(&spec) => Some(device.upload_index(&direct)?),
             _ => None,
         };
-        let direct_search = |q: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> {
-            Ok(match &direct_on_gpu {
-                Some(g) => g.search(q, &params, None, 0)?,
-                None => direct.search(q, &params, None)?,
-            })
+        // Knobs the index does not have are measured once, as "–".
+        let nprobes = match spec.nlist() {
+            Some(_) => or_default(&a.nprobe),
+            None => vec![None],
         };
-        // Warm-up. QPS: the engine alone. The ratio: engine and direct calls alternated (so
-        // that the machine's other work weighs on both alike). The best of `repeat` runs
-        // counts, so a burst of other work does not decide either.
-        search(&data.queries[..dim])?;
-        direct_search(&data.queries[..dim])?;
-        let no_direct = |_: &[f32]| -> anyhow::Result<Vec<Vec<Hit>>> { Ok(Vec::new()) };
-        let mut best = [Duration::MAX; 6];
-        let mut hits = Vec::new();
-        for _ in 0..a.repeat.max(1) {
-            let (_, engine, _) = timed_pair(&data.queries, dim, 1, search, no_direct)?;
-            best[0] = best[0].min(engine);
-            let (h, engine, _) = timed_pair(&data.queries, dim, a.batch, search, no_direct)?;
-            best[1] = best[1].min(engine);
-            hits = h;
-            for (i, batch) in [(2, 1), (4, a.batch)] {
-                let (_, engine, direct) =
-                    timed_pair(&data.queries, dim, batch, search, direct_search)?;
-                best[i] = best[i].min(engine);
-                best[i + 1] = best[i + 1].min(direct);
+        let refines = if spec.is_compressed() {
+            or_default(&a.refine_factor)
+        } else {
+            vec![None]
+        };
+        for nprobe in nprobes {
+            for refine in refines.iter().copied() {
+                let mut params = SearchParams::new(a.k);
+                params.nprobe = nprobe;
+                params.ef = a.ef;
+                params.refine_factor = refine;
+                let row = measure(
+                    &a,
+                    &data.queries,
+                    dim,
+                    &truth,
+                    |q| {
+                        Ok(collection
+                            .search(q, &params, ConsistencyLevel::Eventually, None)?
+                            .hits)
+                    },
+                    |q| {
+                        Ok(match &direct_on_gpu {
+                            Some(g) => g.search(q, &params, None, 0)?,
+                            None => direct.search(q, &params, None)?,
+                        })
+                    },
+                )?;
+                let row = Row {
+                    spec,
+                    nprobe: spec
+                        .nlist()
+                        .map(|nlist| nprobe.unwrap_or_else(|| default_nprobe(nlist))),
+                    refine: spec
+                        .is_compressed()
+                        .then(|| refine.unwrap_or_else(|| default_refine_factor(&spec))),
+                    build,
+                    actual: info.memory.actual_bytes,
+                    raw: info.memory.raw_bytes,
+                    mapped: info.memory.mapped_bytes,
+                    estimated: info.memory.estimated_bytes,
+                    gpu: info.memory.gpu_bytes,
+                    ..row
+                };
+                println!(
+                    "  {:<44} nprobe {:>4} refine {:>2}  build {:>7.1} s  recall@{} {:.3}  QPS {:>8.0} (1/call) {:>8.0} ({}/call)  engine/FAISS {:.2}",
+                    row.spec.to_string(), or_dash(row.nprobe), or_dash(row.refine), row.build.as_secs_f64(), a.k, row.recall, row.qps_single, row.qps_batch, a.batch, row.ratio
+                );
+                rows.push(row);
             }
         }
-        let [single, batched, paired_single, direct_single, paired_batched, direct_batched] = best;
-        let recall = recall_at_k(&hits, &truth, a.k);
-        let ratio = (paired_single.as_secs_f64() + paired_batched.as_secs_f64())
-            / (direct_single.as_secs_f64() + direct_batched.as_secs_f64());
-        let row = Row {
-            spec,
-            build,
-            actual: info.memory.actual_bytes,
-            raw: info.memory.raw_bytes,
-            mapped: info.memory.mapped_bytes,
-            estimated: info.memory.estimated_bytes,
-            gpu: info.memory.gpu_bytes,
-            qps_single: nq as f64 / single.as_secs_f64(),
-            qps_batch: nq as f64 / batched.as_secs_f64(),
-            recall,
-            ratio,
-        };
-        println!(
-            "  {:<44} build {:>7.1} s  recall@{} {:.3}  QPS {:>8.0} (1/call) {:>8.0} ({}/call)  engine/FAISS {:.2}",
-            row.spec.to_string(), row.build.as_secs_f64(), a.k, row.recall, row.qps_single, row.qps_batch, a.batch, row.ratio
-        );
-        rows.push(row);
         engine.drop_collection(&name)?;
     }
     println!();
@@ -302,9 +413,9 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
-    println!("| index | build (s) | RAM measured | RAM ÷ raw vectors | rows file (mmap) | memory planned |{gpu_column} QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
+    println!("| index | nprobe | refine_factor | build (s) | RAM measured | RAM ÷ raw vectors | rows file (mmap) | memory planned |{gpu_column} QPS, 1 query/call | QPS, {} queries/call | recall@{} | engine ÷ FAISS time |", a.batch, a.k);
     println!(
-        "|---|---|---|---|---|---|{}---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|{}---|---|---|---|",
         if direct_gpu.is_some() { "---|" } else { "" }
     );
     for r in &rows {
@@ -314,8 +425,10 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             String::new()
         };
         println!(
-            "| {} | {:.1} | {} | {:.3} | {} | {} |{gpu} {:.0} | {:.0} | {:.3} | {:.2} |",
+            "| {} | {} | {} | {:.1} | {} | {:.3} | {} | {} |{gpu} {:.0} | {:.0} | {:.3} | {:.2} |",
             r.spec,
+            or_dash(r.nprobe),
+            or_dash(r.refine),
             r.build.as_secs_f64(),
             format_bytes(r.actual),
             r.actual as f64 / r.raw.max(1) as f64,

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use parking_lot::RwLock;
 use proxima_core::exact::TopK;
-use proxima_core::params::{refine_candidates, DEFAULT_REFINE_FACTOR};
+use proxima_core::params::{default_nprobe, default_refine_factor, refine_candidates};
 use proxima_core::{Bitmap, Hit, IndexSpec, Metric, SearchParams, VectorIndex};
 use serde::Serialize;
 
 use super::error::{EngineError, EngineResult};
 use super::fs::{create_dir_durable, write_file_atomic};
 use crate::index::blas_exact;
-use crate::index::faiss_backend::{FaissIndex, DEFAULT_NPROBE};
+use crate::index::faiss_backend::FaissIndex;
 use crate::index::gpu::{self, GpuDevice, GpuIndex};
 
 const ROWS_MAGIC: &[u8; 4] = b"PXSG";
@@ -98,11 +98,13 @@ pub fn requeried_queries() -> u64 {
 
 /// The re-ranking factor of a search of a segment serving `spec`: the query's
 /// `refine_factor` (the collection fills in its own when the query gives none), else
-/// [`DEFAULT_REFINE_FACTOR`], for compressed indexes; 1 (none) for the others and for exact
-/// search.
+/// [`default_refine_factor`] of the index, for compressed indexes; 1 (none) for the others
+/// and for exact search.
 pub fn refine_factor(spec: Option<&IndexSpec>, params: &SearchParams) -> usize {
     match spec {
-        Some(spec) if spec.is_compressed() => params.refine_factor.unwrap_or(DEFAULT_REFINE_FACTOR),
+        Some(spec) if spec.is_compressed() => params
+            .refine_factor
+            .unwrap_or_else(|| default_refine_factor(spec)),
         _ => 1,
     }
 }
@@ -561,7 +563,7 @@ impl SealedSegment {
         };
         if let Some((index, spec)) = serving {
             if let Some(nlist) = spec.nlist() {
-                let nprobe = params.nprobe.unwrap_or(DEFAULT_NPROBE);
+                let nprobe = params.nprobe.unwrap_or_else(|| default_nprobe(nlist));
                 if nprobe < nlist {
                     let wider = SearchParams {
                         nprobe: Some(nprobe.saturating_mul(8).min(nlist)),

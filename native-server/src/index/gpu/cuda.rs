@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use faiss_sys as sys;
 use parking_lot::{Mutex, MutexGuard};
+use proxima_core::params::default_nprobe;
 use proxima_core::{Bitmap, Hit, Metric, SearchParams, VectorIndex};
 
 use super::{arch_supports, runs_on_gpu, GpuError, GpuSettings, GPU_MAX_K, STATS};
-use crate::index::faiss_backend::{check_rc, hits_from, search_raw, FaissIndex, DEFAULT_NPROBE};
+use crate::index::faiss_backend::{check_rc, hits_from, search_raw, FaissIndex};
 
 // shim.cpp (compiled by build.rs): every call returns 0, 1 (out of memory) or 2 (other error)
 // and writes a message into `err`.
@@ -475,9 +476,12 @@ impl GpuIndex {
                 },
             });
         }
-        let nprobe = self
-            .nlist
-            .map(|nlist| params.nprobe.unwrap_or(DEFAULT_NPROBE).clamp(1, nlist));
+        let nprobe = self.nlist.map(|nlist| {
+            params
+                .nprobe
+                .unwrap_or_else(|| default_nprobe(nlist))
+                .clamp(1, nlist)
+        });
         if nprobe.is_some_and(|n| n > GPU_MAX_K) {
             return Err(GpuError::Unsuitable {
                 reason: "nprobe is above the GPU's limit of 2048",
