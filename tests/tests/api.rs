@@ -141,6 +141,19 @@ fn every_endpoint_and_every_kind_of_bad_input() {
         r.json
     );
     assert_eq!(r.json["collections"][0]["name"], "c");
+    // A list item says what describe's schema says, under the same names (`shards` is kept
+    // as an alias of `num_shards`).
+    let item = &r.json["collections"][0];
+    let described = call(&s, "GET", "/v1/collections/c", None).json;
+    for field in ["name", "dim", "metric", "index", "num_shards", "auto_id"] {
+        assert_eq!(
+            item[field], described["schema"][field],
+            "{field}: {item} {described}"
+        );
+    }
+    assert_eq!(item["num_shards"], 1);
+    assert_eq!(item["shards"], item["num_shards"]);
+    assert_eq!(item["count"], described["count"]);
 
     // Inserts: JSON, then binary with ids.
     let vectors: Vec<Vec<f32>> = (0..100).map(|i| pseudo_row(i, 4)).collect();

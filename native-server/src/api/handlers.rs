@@ -14,8 +14,9 @@ use super::errors::ApiError;
 use super::json_rows::parse_with_rows;
 use super::routes::Call;
 use super::types::{
-    decode_binary, json, parse, CreateCollection, DeleteRequest, EmbedRequest, EmbedResponse,
-    InsertRequest, PlanRequest, SearchRequest, SearchResponse, SpecBody, VectorResponse,
+    decode_binary, json, parse, CollectionItem, CollectionList, CreateCollection, DeleteRequest,
+    Description, EmbedRequest, EmbedResponse, InsertRequest, PlanRequest, SearchRequest,
+    SearchResponse, SpecBody, VectorResponse,
 };
 use super::{openapi, AppState};
 use crate::embed::{EmbedError, MODEL_NAME};
@@ -112,24 +113,13 @@ pub fn embed(s: &AppState, c: &Call) -> Answer {
 
 pub fn list(s: &AppState, _: &Call) -> Answer {
     let engine = s.engine_or_503()?;
-    let collections: Vec<_> = engine
+    let collections = engine
         .list()
         .into_iter()
         .filter_map(|name| engine.collection(&name).ok())
-        .map(|c| {
-            let schema = c.schema();
-            j!({
-                "name": schema.name,
-                "dim": schema.dim,
-                "metric": schema.metric,
-                "index": schema.index,
-                "shards": schema.num_shards,
-                "auto_id": schema.auto_id,
-                "count": c.count(),
-            })
-        })
+        .map(|c| CollectionItem::new(&c.schema(), c.count()))
         .collect();
-    ok(&j!({ "collections": collections }))
+    ok(&CollectionList { collections })
 }
 
 pub fn create(s: &AppState, c: &Call) -> Answer {
@@ -144,17 +134,17 @@ pub fn create(s: &AppState, c: &Call) -> Answer {
         auto_id: req.auto_id,
     })?;
     tracing::info!(collection = c.name(), dim = req.dim, "collection created");
-    json(StatusCode::CREATED, &created.describe())
+    json(
+        StatusCode::CREATED,
+        &Description::new(created.describe(), None),
+    )
 }
 
 pub fn describe(s: &AppState, c: &Call) -> Answer {
     let col = collection(s, c)?;
-    let mut info = serde_json::to_value(col.describe())
-        .map_err(|e| ApiError::internal(format!("encoding the description: {e}")))?;
-    if let Some(obj) = info.as_object_mut() {
-        obj.insert("sync".into(), super::sync::feed_position(&col));
-    }
-    ok(&info)
+    let info = col.describe();
+    let sync = super::sync::feed_position(&col);
+    ok(&Description::new(info, Some(sync)))
 }
 
 pub fn drop(s: &AppState, c: &Call) -> Answer {

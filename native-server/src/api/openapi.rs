@@ -62,6 +62,60 @@ fn schemas() -> Value {
                 "auto_id": {"type": "boolean", "default": false}
             }
         },
+        "CollectionSchema": {
+            "type": "object",
+            "description": "A collection's definition: index is the request with its defaults filled in.",
+            "properties": {
+                "name": {"type": "string"},
+                "dim": {"type": "integer"},
+                "metric": {"$ref": "#/components/schemas/Metric"},
+                "index": {"$ref": "#/components/schemas/IndexSpec"},
+                "num_shards": {"type": "integer"},
+                "auto_id": {"type": "boolean"}
+            }
+        },
+        "CollectionList": {
+            "type": "object",
+            "properties": {"collections": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "dim": {"type": "integer"},
+                    "metric": {"$ref": "#/components/schemas/Metric"},
+                    "index": {"$ref": "#/components/schemas/IndexSpec"},
+                    "num_shards": {"type": "integer", "description": "as in a description's schema"},
+                    "shards": {"type": "integer", "deprecated": true, "description": "the same as num_shards, kept for older clients"},
+                    "auto_id": {"type": "boolean"},
+                    "count": {"type": "integer"}
+                }
+            }}}
+        },
+        "Description": {
+            "type": "object",
+            "description": "A collection's description (sync only from GET).",
+            "properties": {
+                "schema": {"$ref": "#/components/schemas/CollectionSchema"},
+                "count": {"type": "integer"},
+                "committed_seq": {"type": "integer"},
+                "applied_seq": {"type": "integer"},
+                "checkpoint_seq": {"type": "integer"},
+                "index": {"type": "object", "description": "spec, auto, refine_factor, generation, state (building | ready), rows_indexed, rows_total, progress"},
+                "segments": {"type": "array", "items": {"type": "object", "description": "id, shard, state (growing | sealed), rows, live_rows, index {state (exact | building | ready), type, spec, progress, note, reason}, memory_bytes, mapped_bytes, gpu_bytes, gpu_note"}},
+                "memory": {"type": "object", "properties": {
+                    "actual_bytes": {"type": "integer"}, "mapped_bytes": {"type": "integer"}, "estimated_bytes": {"type": "integer"},
+                    "gpu_bytes": {"type": "integer"}, "raw_bytes": {"type": "integer"}
+                }},
+                "wal_bytes": {"type": "integer"},
+                "merges": {"type": "object", "properties": {
+                    "merges": {"type": "integer"}, "rows_rewritten": {"type": "integer"},
+                    "segments_merged": {"type": "integer"}, "failures": {"type": "integer"}
+                }},
+                "sync": {"type": "object", "properties": {
+                    "handle": {"type": "string"}, "horizon": {"type": "integer"}, "head": {"type": "integer"},
+                    "retained_changes": {"type": "integer"}, "retained_bytes": {"type": "integer"}
+                }}
+            }
+        },
         "InsertRequest": {
             "type": "object",
             "required": ["vectors"],
@@ -160,9 +214,13 @@ fn operation(route: &super::routes::Route) -> Value {
             json!({"required": true, "content": content}),
         );
     }
+    let mut success = json!({"description": "success"});
+    if let Some(schema) = response_schema(route) {
+        success["content"] = json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+    }
     let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let mut responses = Map::new();
-    responses.insert("200".into(), json!({"description": "success"}));
+    responses.insert("200".into(), success);
     responses.insert("4XX".into(), error.clone());
     let mut unavailable = error.clone();
     unavailable["description"] = json!(UNAVAILABLE);
@@ -184,6 +242,18 @@ fn operation(route: &super::routes::Route) -> Value {
         }
     }
     Value::Object(op)
+}
+
+/// Schema (in the components) of a route's successful answer, where the document has one.
+fn response_schema(route: &super::routes::Route) -> Option<&'static str> {
+    use warp::http::Method;
+    match (&route.method, route.path) {
+        (&Method::GET, "/v1/collections") => Some("CollectionList"),
+        (&Method::GET, "/v1/collections/{name}") => Some("Description"),
+        (&Method::POST, "/v1/collections/{name}/vectors") => Some("WriteAck"),
+        (&Method::POST, "/v1/collections/{name}/search") => Some("SearchResponse"),
+        _ => None,
+    }
 }
 
 /// What a 503 means, on every operation.
@@ -238,7 +308,7 @@ mod tests {
             let get = ROUTES.iter().any(|g| g.path == r.path && g.method == "GET");
             let head = &doc["paths"][r.path]["head"];
             assert_eq!(head.is_object(), get, "HEAD {}", r.path);
-            if let Some(s) = r.request {
+            for s in r.request.into_iter().chain(response_schema(r)) {
                 assert!(doc["components"]["schemas"][s].is_object(), "{s}");
             }
         }

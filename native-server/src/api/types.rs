@@ -9,6 +9,9 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::errors::ApiError;
+use crate::engine::{
+    CollectionInfo, CollectionSchema, IndexStatus, MemoryInfo, MergeStats, SegmentInfo,
+};
 
 /// A JSON response from already-serialised bytes.
 pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
@@ -329,6 +332,106 @@ pub struct SearchResponse {
     pub results: Vec<Vec<Hit>>,
     pub seq: Seq,
     pub took_ms: f64,
+}
+
+/// A collection's definition as the API shows it: `schema` in a description. Built from the
+/// engine's [`CollectionSchema`] (which is also what the manifest stores), so the stored
+/// form can change without changing the wire.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaView {
+    pub name: String,
+    pub dim: usize,
+    pub metric: Metric,
+    /// The index as requested, with the defaults that depend only on `dim` filled in.
+    pub index: IndexRequest,
+    pub num_shards: usize,
+    pub auto_id: bool,
+}
+
+impl From<&CollectionSchema> for SchemaView {
+    fn from(s: &CollectionSchema) -> Self {
+        Self {
+            name: s.name.clone(),
+            dim: s.dim,
+            metric: s.metric,
+            index: s.index,
+            num_shards: s.num_shards,
+            auto_id: s.auto_id,
+        }
+    }
+}
+
+/// One entry of `GET /v1/collections`: the schema's fields and the count.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionItem {
+    pub name: String,
+    pub dim: usize,
+    pub metric: Metric,
+    pub index: IndexRequest,
+    /// The same name as in a description's `schema`.
+    pub num_shards: usize,
+    /// `num_shards` under the name this list used first, kept for older clients.
+    pub shards: usize,
+    pub auto_id: bool,
+    pub count: u64,
+}
+
+impl CollectionItem {
+    pub fn new(schema: &CollectionSchema, count: u64) -> Self {
+        Self {
+            name: schema.name.clone(),
+            dim: schema.dim,
+            metric: schema.metric,
+            index: schema.index,
+            num_shards: schema.num_shards,
+            shards: schema.num_shards,
+            auto_id: schema.auto_id,
+            count,
+        }
+    }
+}
+
+/// Answer of `GET /v1/collections`.
+#[derive(Debug, Serialize)]
+pub struct CollectionList {
+    pub collections: Vec<CollectionItem>,
+}
+
+/// Answer of `GET /v1/collections/{name}` and of a create: the engine's
+/// [`CollectionInfo`] with the schema as [`SchemaView`], and (describe only) the change
+/// feed's position.
+#[derive(Debug, Serialize)]
+pub struct Description {
+    pub schema: SchemaView,
+    pub count: u64,
+    pub committed_seq: Seq,
+    pub applied_seq: Seq,
+    pub checkpoint_seq: Seq,
+    pub index: IndexStatus,
+    pub segments: Vec<SegmentInfo>,
+    pub memory: MemoryInfo,
+    pub wal_bytes: u64,
+    pub merges: MergeStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<serde_json::Value>,
+}
+
+impl Description {
+    pub fn new(info: CollectionInfo, sync: Option<serde_json::Value>) -> Self {
+        Self {
+            schema: SchemaView::from(&info.schema),
+            count: info.count,
+            committed_seq: info.committed_seq,
+            applied_seq: info.applied_seq,
+            checkpoint_seq: info.checkpoint_seq,
+            index: info.index,
+            segments: info.segments,
+            memory: info.memory,
+            wal_bytes: info.wal_bytes,
+            merges: info.merges,
+            sync,
+        }
+    }
 }
 
 /// Answer of `GET /v1/collections/{name}/vectors/{id}` (floats written as `f32`, so they

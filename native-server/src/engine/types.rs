@@ -71,8 +71,9 @@ pub struct IndexStatus {
     pub progress: f64,
 }
 
-/// What `describe` returns.
-#[derive(Debug, Clone, Serialize)]
+/// What `describe` returns (the HTTP API answers its own `api::types::Description`, built
+/// from this).
+#[derive(Debug, Clone)]
 pub struct CollectionInfo {
     pub schema: CollectionSchema,
     pub count: u64,

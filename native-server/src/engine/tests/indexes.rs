@@ -215,16 +215,16 @@ fn missing_params_take_defaults_and_ivf_nlist_is_chosen_per_segment() {
             "{segs:?}"
         );
         assert!(info.memory.estimated_bytes > 0);
-        let json = serde_json::to_value(&info).unwrap();
         assert_eq!(
-            json["schema"]["index"],
+            serde_json::to_value(info.schema.index).unwrap(),
             serde_json::json!({"type": "IVF_FLAT"})
         );
         assert_eq!(
-            json["index"]["spec"],
+            serde_json::to_value(&info.index).unwrap()["spec"],
             serde_json::json!({"type": "IVF_FLAT"})
         );
-        let sealed = json["segments"]
+        let sealed = serde_json::to_value(&info.segments)
+            .unwrap()
             .as_array()
             .unwrap()
             .iter()
