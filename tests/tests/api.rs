@@ -5,26 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// `binary(dim, vectors, ids)`: the binary rows body, `u32 rows, u32 dim, f32 rows…, [u64
+// ids…]`, little-endian.
+use proxima_core::formats::encode_rows as binary;
 use proxima_e2e::{call, expect_error, http, http_with, pseudo_row, run_cli, HttpReply, Server};
 use proxima_server::api::types::base64_row;
 use serde_json::{json, Value};
 
 fn raw(s: &Server, method: &str, path: &str, body: &str) -> HttpReply {
     http(method, &s.url(path), Some(body))
-}
-
-/// `u32 rows, u32 dim, f32 rows…, [u64 ids…]`, little-endian.
-fn binary(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&((vectors.len() / dim) as u32).to_le_bytes());
-    out.extend_from_slice(&(dim as u32).to_le_bytes());
-    vectors
-        .iter()
-        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    ids.unwrap_or(&[])
-        .iter()
-        .for_each(|i| out.extend_from_slice(&i.to_le_bytes()));
-    out
 }
 
 /// A JSON array of numbers as `f32`s.

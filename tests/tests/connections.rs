@@ -312,24 +312,20 @@ const DIM: usize = 128;
 const ROWS: usize = 60_000;
 const BATCH: usize = 1_000;
 
-/// `u32 rows, u32 dim, f32 rows…, [u64 ids…]`, little-endian; pseudo-random values in [0, 1).
+/// The binary rows body of `rows` rows (`proxima_core::formats::encode_rows`): pseudo-random
+/// values in [0, 1), with ids `first..` when `ids`.
 fn binary(rows: usize, first: u64, ids: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + rows * (DIM * 4 + 8));
-    out.extend_from_slice(&(rows as u32).to_le_bytes());
-    out.extend_from_slice(&(DIM as u32).to_le_bytes());
     let mut z = first.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for _ in 0..rows * DIM {
-        z ^= z << 13;
-        z ^= z >> 7;
-        z ^= z << 17;
-        out.extend_from_slice(&(((z >> 40) as f32) / (1u64 << 24) as f32).to_le_bytes());
-    }
-    if ids {
-        for id in first..first + rows as u64 {
-            out.extend_from_slice(&id.to_le_bytes());
-        }
-    }
-    out
+    let vectors: Vec<f32> = (0..rows * DIM)
+        .map(|_| {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            ((z >> 40) as f32) / (1u64 << 24) as f32
+        })
+        .collect();
+    let labels: Vec<u64> = (first..first + rows as u64).collect();
+    proxima_core::formats::encode_rows(DIM, &vectors, ids.then_some(labels.as_slice()))
 }
 
 /// A raw binary search of `queries` rows, written in one go.

@@ -18,10 +18,8 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
     dot / (norm(a) * norm(b))
 }
 
-fn header(path: &std::path::Path) -> (u32, u32) {
-    let bytes = std::fs::read(path).unwrap();
-    let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
-    (word(0), word(4))
+fn header(path: &std::path::Path) -> (usize, usize) {
+    proxima_core::formats::fbin::read_header(&std::fs::read(path).unwrap()).unwrap()
 }
 
 #[test]

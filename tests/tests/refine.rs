@@ -128,12 +128,7 @@ fn refine_factor_over_http() {
         "recall@10 off {off:.3}, default {default:.3}, ×64 {wide:.3}"
     );
     // The binary form takes it in the query string.
-    let mut body = Vec::new();
-    body.extend_from_slice(&1u32.to_le_bytes());
-    body.extend_from_slice(&(DIM as u32).to_le_bytes());
-    for x in query(0) {
-        body.extend_from_slice(&x.to_le_bytes());
-    }
+    let body = proxima_core::formats::encode_rows(DIM, &query(0), None);
     let binary = |q: &str| {
         http_with(
             "POST",

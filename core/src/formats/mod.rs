@@ -6,13 +6,19 @@
 //! | `.fbin` / `.ibin` | `u32` rows, `u32` columns, then row-major `f32` / `i32` (DiskANN, big-ann-benchmarks) |
 //! | `.npy` | NumPy array, 2-D, `<f4` (or `<f8`, converted), C order |
 //!
-//! Everything works on `std::io::Read`/`Write`; opening files is the caller's business.
+//! Everything works on `std::io::Read`/`Write`; opening files is the caller's business. The
+//! server's binary rows body (a `.fbin` image, optionally followed by `u64` ids) is encoded and
+//! decoded in memory by [`fbin::encode_rows`] and [`fbin::decode_rows`].
 
+pub mod fbin;
 mod npy;
 mod texmex;
 
-use std::io::{Read, Write};
+use std::io::Read;
 
+pub use fbin::{
+    decode_rows, encode_rows, read_fbin, read_ibin, write_fbin, write_ibin, FbinError, FbinRows,
+};
 pub use npy::{read_npy_f32, write_npy_f32};
 pub use texmex::{read_bvecs, read_fvecs, read_ivecs, write_fvecs, write_ivecs};
 
@@ -86,90 +92,6 @@ fn malformed(format: &'static str, reason: impl Into<String>) -> Error {
 
 fn io_error(format: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |e| malformed(format, e.to_string())
-}
-
-fn read_bin<T, const N: usize>(
-    input: &mut dyn Read,
-    format: &'static str,
-    decode: fn([u8; N]) -> T,
-) -> Result<Matrix<T>> {
-    let mut header = [0u8; 8];
-    input
-        .read_exact(&mut header)
-        .map_err(|_| malformed(format, "missing the 8-byte header"))?;
-    let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-    if cols == 0 && rows > 0 {
-        return Err(malformed(format, "zero columns"));
-    }
-    let expected = rows
-        .checked_mul(cols)
-        .and_then(|c| c.checked_mul(N))
-        .ok_or_else(|| malformed(format, "header size overflows"))?;
-    let mut bytes = Vec::new();
-    input
-        .take(expected as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error(format))?;
-    if bytes.len() != expected {
-        return Err(malformed(
-            format,
-            format!(
-                "header says {rows} x {cols} ({expected} bytes of data), file has {}{}",
-                bytes.len().min(expected),
-                if bytes.len() > expected { "+" } else { "" }
-            ),
-        ));
-    }
-    let data = bytes
-        .chunks_exact(N)
-        .map(|c| {
-            let mut a = [0u8; N];
-            a.copy_from_slice(c);
-            decode(a)
-        })
-        .collect();
-    Ok(Matrix { rows, cols, data })
-}
-
-fn write_bin<T: Copy, const N: usize>(
-    out: &mut dyn Write,
-    rows: usize,
-    cols: usize,
-    data: &[T],
-    encode: fn(T) -> [u8; N],
-) -> Result<()> {
-    if rows * cols != data.len() || rows > u32::MAX as usize || cols > u32::MAX as usize {
-        return Err(Error::RaggedBatch {
-            len: data.len(),
-            dim: cols,
-        });
-    }
-    let mut buf = Vec::with_capacity(8 + data.len() * N);
-    buf.extend_from_slice(&(rows as u32).to_le_bytes());
-    buf.extend_from_slice(&(cols as u32).to_le_bytes());
-    data.iter().for_each(|v| buf.extend_from_slice(&encode(*v)));
-    out.write_all(&buf).map_err(io_error("fbin"))
-}
-
-/// Reads a `.fbin` file.
-pub fn read_fbin(input: &mut dyn Read) -> Result<Matrix<f32>> {
-    read_bin(input, "fbin", f32::from_le_bytes)
-}
-
-/// Reads a `.ibin` file (e.g. ground-truth neighbour ids).
-pub fn read_ibin(input: &mut dyn Read) -> Result<Matrix<i32>> {
-    read_bin(input, "ibin", i32::from_le_bytes)
-}
-
-/// Writes a `.fbin` file.
-pub fn write_fbin(out: &mut dyn Write, rows: usize, cols: usize, data: &[f32]) -> Result<()> {
-    write_bin(out, rows, cols, data, f32::to_le_bytes)
-}
-
-/// Writes a `.ibin` file.
-pub fn write_ibin(out: &mut dyn Write, rows: usize, cols: usize, data: &[i32]) -> Result<()> {
-    write_bin(out, rows, cols, data, i32::to_le_bytes)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Request and response shapes, and the binary bulk-insert body.
 
 use proxima_core::consistency::Seq;
+use proxima_core::formats::{decode_rows, FbinRows};
 use proxima_core::{
     ConsistencyLevel, Error as CoreError, Hit, IndexRequest, IndexType, Metric, SearchParams,
 };
@@ -274,9 +275,8 @@ impl SearchRequest {
                 "a binary search body holds query vectors only, no ids",
             ));
         }
-        let rows = batch.vectors.len().checked_div(batch.dim).unwrap_or(0);
         let mut req = SearchRequest {
-            vectors: Rows::from_flat(batch.vectors, rows, batch.dim),
+            vectors: Rows::from_flat(batch.vectors, batch.rows, batch.dim),
             k: ten(),
             params: Knobs::default(),
             consistency: ConsistencyLevel::default(),
@@ -474,81 +474,19 @@ fn default_recall() -> f64 {
     0.95
 }
 
-/// A decoded binary bulk insert.
-#[derive(Debug, PartialEq)]
-pub struct BinaryBatch {
-    pub dim: usize,
-    pub vectors: Vec<f32>,
-    pub ids: Option<Vec<u64>>,
-}
-
-/// Decodes the binary insert body: `u32 rows`, `u32 dim` (little-endian, the `.fbin` header),
-/// `rows × dim` little-endian `f32`, then optionally `rows` little-endian `u64` ids. Whether
-/// ids are present follows from the length (a `.fbin` file is a valid body; so is a `.fbin`
-/// file followed by an `ids.u64` file).
-pub fn decode_binary(body: &[u8]) -> Result<BinaryBatch, ApiError> {
-    let bad = |m: String| ApiError::bad_request("malformed_binary", m);
-    if body.len() < 8 {
-        return Err(bad(format!(
-            "a binary body starts with u32 rows and u32 dim: got {} bytes",
-            body.len()
-        )));
-    }
-    let rows = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
-    let dim = u32::from_le_bytes([body[4], body[5], body[6], body[7]]) as usize;
-    let payload = &body[8..];
-    let sizes = rows
-        .checked_mul(dim)
-        .and_then(|n| n.checked_mul(4))
-        .and_then(|floats| {
-            rows.checked_mul(8)
-                .and_then(|ids| floats.checked_add(ids))
-                .map(|with_ids| (floats, with_ids))
-        });
-    let (floats, with_ids) =
-        sizes.ok_or_else(|| bad(format!("{rows} rows × {dim} is too large")))?;
-    let has_ids = if payload.len() == floats {
-        false
-    } else if payload.len() == with_ids {
-        true
-    } else {
-        return Err(bad(format!(
-            "{rows} rows × {dim} dims need {floats} bytes of f32 (or {with_ids} with u64 ids) \
-             after the 8-byte header: got {}",
-            payload.len()
-        )));
-    };
-    let vectors = payload[..floats]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let ids = has_ids.then(|| {
-        payload[floats..]
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect()
-    });
-    Ok(BinaryBatch { dim, vectors, ids })
-}
-
-/// Encodes a binary insert body (the inverse of [`decode_binary`]); used by the CLI client.
-pub fn encode_binary(dim: usize, vectors: &[f32], ids: Option<&[u64]>) -> Vec<u8> {
-    let rows = vectors.len().checked_div(dim).unwrap_or(0);
-    let mut out = Vec::with_capacity(8 + vectors.len() * 4 + ids.map_or(0, |i| i.len() * 8));
-    out.extend_from_slice(&(rows as u32).to_le_bytes());
-    out.extend_from_slice(&(dim as u32).to_le_bytes());
-    for v in vectors {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    for id in ids.unwrap_or(&[]) {
-        out.extend_from_slice(&id.to_le_bytes());
-    }
-    out
+/// Decodes the binary rows body of inserts and searches: `u32 rows`, `u32 dim` (little-endian,
+/// the `.fbin` header), `rows × dim` little-endian `f32`, then optionally `rows` little-endian
+/// `u64` ids. Whether ids are present follows from the length (a `.fbin` file is a valid body;
+/// so is a `.fbin` file followed by an `ids.u64` file). The codec is
+/// [`proxima_core::formats::fbin`]; its errors answer 400 `malformed_binary`.
+pub fn decode_binary(body: &[u8]) -> Result<FbinRows, ApiError> {
+    decode_rows(body).map_err(|e| ApiError::bad_request("malformed_binary", e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proxima_core::formats::encode_rows;
 
     #[test]
     fn index_specs_parse_with_missing_empty_or_partial_params() {
@@ -591,15 +529,21 @@ mod tests {
     #[test]
     fn binary_round_trip_with_and_without_ids() {
         let v = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let b = decode_binary(&encode_binary(3, &v, None)).unwrap();
+        let b = decode_binary(&encode_rows(3, &v, None)).unwrap();
         assert_eq!((b.dim, b.vectors.as_slice(), b.ids), (3, &v[..], None));
-        let b = decode_binary(&encode_binary(3, &v, Some(&[7, 9]))).unwrap();
+        let b = decode_binary(&encode_rows(3, &v, Some(&[7, 9]))).unwrap();
         assert_eq!(b.ids, Some(vec![7, 9]));
-        let mut truncated = encode_binary(3, &v, None);
+        let mut truncated = encode_rows(3, &v, None);
         truncated.pop();
+        let err = decode_binary(&truncated).unwrap_err();
+        assert_eq!(err.code, "malformed_binary");
         assert_eq!(
-            decode_binary(&truncated).unwrap_err().code,
-            "malformed_binary"
+            err.message,
+            "2 rows × 3 dims need 24 bytes of f32 (or 40 with u64 ids) after the 8-byte header: got 23"
+        );
+        assert_eq!(
+            decode_binary(&[1, 0, 0]).unwrap_err().message,
+            "a binary body starts with u32 rows and u32 dim: got 3 bytes"
         );
         assert!(decode_binary(&[1, 0, 0]).is_err());
         // A header claiming an absurd size is rejected without allocating.
@@ -687,7 +631,7 @@ mod tests {
 
     #[test]
     fn binary_search_takes_its_parameters_from_the_query_string() {
-        let body = encode_binary(2, &[1.0, 2.0, 3.0, 4.0], None);
+        let body = encode_rows(2, &[1.0, 2.0, 3.0, 4.0], None);
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs
                 .iter()
@@ -722,7 +666,7 @@ mod tests {
                 .code,
             "invalid_parameter"
         );
-        let with_ids = encode_binary(2, &[1.0, 2.0], Some(&[5]));
+        let with_ids = encode_rows(2, &[1.0, 2.0], Some(&[5]));
         assert_eq!(
             SearchRequest::from_binary(&with_ids, &[]).unwrap_err().code,
             "malformed_binary"

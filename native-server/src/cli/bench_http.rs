@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use parking_lot::Mutex;
+use proxima_core::formats::encode_rows;
 use proxima_core::{ConsistencyLevel, IndexRequest, Metric, SearchParams};
 
 use super::bench::{build_profile, command_line, machine, process_cpu_secs, InProcessServer};
-use crate::api::types::{base64_row, encode_binary};
+use crate::api::types::base64_row;
 use crate::dataset::{default_dir, Dataset, DEBIAN_PACKAGES};
 use crate::engine::{CollectionSchema, Engine, EngineConfig, FsyncPolicy};
 
@@ -349,10 +350,7 @@ pub fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
                 "HTTP, binary:",
                 &binary_path,
                 "application/octet-stream",
-                batches
-                    .iter()
-                    .map(|b| encode_binary(dim, b, None))
-                    .collect(),
+                batches.iter().map(|b| encode_rows(dim, b, None)).collect(),
             ),
         ];
         // Whole requests, head and body, ready to write.

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
+use proxima_core::formats::encode_rows;
 use serde_json::Value;
-
-use crate::api::types::encode_binary;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +166,7 @@ impl Client {
         self.finish(path, self.request(method, path).send_json(body))
     }
 
-    /// One binary insert (see `api::types::decode_binary` for the layout).
+    /// One binary insert (the layout: `proxima_core::formats::fbin`).
     pub fn insert_binary(
         &self,
         collection: &str,
@@ -176,7 +175,7 @@ impl Client {
         ids: Option<&[u64]>,
     ) -> Result<Value, ClientError> {
         let path = format!("/v1/collections/{collection}/vectors");
-        let body = encode_binary(dim, vectors, ids);
+        let body = encode_rows(dim, vectors, ids);
         self.finish(
             &path,
             self.request("POST", &path)

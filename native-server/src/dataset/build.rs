@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proxima_core::exact::exact_search;
+use proxima_core::formats::fbin::encode_u64s_into;
 use proxima_core::formats::{write_fbin, write_ibin, Format};
 use proxima_core::Metric;
 use serde_json::json;
@@ -482,9 +483,9 @@ fn write_vectors(
     write_matrix(&dir.join(files::BASE), ids.len(), dim, base)?;
     let path = dir.join(files::IDS);
     let mut w = create(&path)?;
-    for id in ids {
-        w.write_all(&id.to_le_bytes()).map_err(io_error(&path))?;
-    }
+    let mut bytes = Vec::new();
+    encode_u64s_into(ids, &mut bytes);
+    w.write_all(&bytes).map_err(io_error(&path))?;
     finish(w, &path)?;
     let nq = queries.len() / dim;
     if nq > 0 {

@@ -26,6 +26,7 @@ pub mod testing;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use proxima_core::formats::fbin::decode_u64s;
 use proxima_core::formats::{read_fbin, read_ibin};
 use proxima_core::Metric;
 
@@ -171,10 +172,7 @@ impl Dataset {
                 ),
             ));
         }
-        let ids: Vec<u64> = raw
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect();
+        let ids = decode_u64s(&raw).map_err(|e| invalid(&ids_path, e.to_string()))?;
 
         let (queries, ground_truth) = if manifest.num_queries == 0 {
             (Vec::new(), Vec::new())
