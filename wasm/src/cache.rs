@@ -1,7 +1,8 @@
 //! `VectorCache`: the HNSW index of `proxima-core` for JavaScript.
 //!
 //! Hot paths take and return typed arrays (`Float32Array` rows in, plain `{id, score}`
-//! objects out); `stats()` goes through `serde-wasm-bindgen`.
+//! objects out); option objects are read and result objects built by hand (no serde in the
+//! module).
 
 use std::cell::RefCell;
 
@@ -456,10 +457,45 @@ impl VectorCache {
 
     /// Counters and sizes: vectors, memoryBytes (allocated), hits, misses, evictions…
     #[wasm_bindgen(unchecked_return_type = "CacheStats")]
-    pub fn stats(&self) -> Result<JsValue, JsValue> {
-        let ser = serde_wasm_bindgen::Serializer::json_compatible();
-        serde::Serialize::serialize(&self.inner.stats(), &ser)
-            .map_err(|e| coded("internal", &e.to_string()))
+    pub fn stats(&self) -> JsValue {
+        let s = self.inner.stats();
+        let out = Object::new();
+        // The shape of `CacheStats`' serde JSON form (camelCase, a missing capacity as null),
+        // built by hand in one loop: serde-wasm-bindgen cost about 3 KB gz of the module.
+        let numbers: [(&str, Option<f64>); 18] = [
+            ("vectors", Some(s.vectors as f64)),
+            ("dim", Some(s.dim as f64)),
+            ("capacity", s.capacity.map(|c| c as f64)),
+            ("capacityBytes", s.capacity_bytes.map(|c| c as f64)),
+            ("memoryBytes", Some(s.memory_bytes as f64)),
+            ("tombstones", Some(s.tombstones as f64)),
+            ("slots", Some(s.slots as f64)),
+            ("maxLevel", Some(s.max_level as f64)),
+            ("searches", Some(s.searches as f64)),
+            ("shortSearches", Some(s.short_searches as f64)),
+            ("getHits", Some(s.get_hits as f64)),
+            ("getMisses", Some(s.get_misses as f64)),
+            ("hits", Some(s.hits as f64)),
+            ("misses", Some(s.misses as f64)),
+            ("inserts", Some(s.inserts as f64)),
+            ("deletes", Some(s.deletes as f64)),
+            ("evictions", Some(s.evictions as f64)),
+            ("consolidations", Some(s.consolidations as f64)),
+        ];
+        let put = |numbers: &[(&str, Option<f64>)]| {
+            for &(key, value) in numbers {
+                set(&out, key, value.map_or(JsValue::NULL, JsValue::from_f64));
+            }
+        };
+        put(&numbers[..2]);
+        set(&out, "metric", JsValue::from_str(s.metric.as_str()));
+        set(
+            &out,
+            "quantization",
+            JsValue::from_str(s.quantization.as_str()),
+        );
+        put(&numbers[2..]);
+        out.into()
     }
 
     /// Re-links the graph around deleted vectors now and frees their slots (it also runs by

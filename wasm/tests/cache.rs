@@ -86,7 +86,7 @@ fn upsert_search_get_delete() {
         .search_batch(&data[..3 * dim], 4.0, JsValue::UNDEFINED)
         .unwrap();
     assert_eq!(batch.length(), 3);
-    let stats = c.stats().unwrap();
+    let stats = c.stats();
     assert_eq!(get(&stats, "vectors").as_f64(), Some(499.0));
     assert!(get(&stats, "memoryBytes").as_f64().unwrap() > (499 * dim * 4) as f64);
     assert_eq!(get(&stats, "getHits").as_f64(), Some(1.0));
@@ -301,7 +301,7 @@ fn capacity_evicts_least_recently_hit() {
     assert_eq!(hit_ids_plain(&evicted), vec![1.0, 2.0]);
     assert_eq!(c.len(), 50);
     assert!(c.has(JsValue::from_f64(0.0)).unwrap());
-    assert_eq!(get(&c.stats().unwrap(), "evictions").as_f64(), Some(2.0));
+    assert_eq!(get(&c.stats(), "evictions").as_f64(), Some(2.0));
 }
 
 fn hit_ids_plain(a: &Array) -> Vec<f64> {
