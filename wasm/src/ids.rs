@@ -11,11 +11,24 @@ use proxima_core::{Error, VectorId};
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 fn bad(value: &JsValue, reason: &str) -> Error {
+    // Anything but a number or a string is shown by its type: a JsValue's Debug text costs
+    // the module's JS glue a 70-line debugString.
     let shown = value
         .as_f64()
         .map(number_text)
         .or_else(|| value.as_string())
-        .unwrap_or_else(|| format!("{value:?}"));
+        .unwrap_or_else(|| {
+            if value.is_null() {
+                "null".into()
+            } else if value.is_undefined() {
+                "undefined".into()
+            } else {
+                format!(
+                    "(of type {})",
+                    value.js_typeof().as_string().unwrap_or_default()
+                )
+            }
+        });
     Error::invalid("id", shown, reason)
 }
 
