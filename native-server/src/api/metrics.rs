@@ -10,7 +10,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::engine::Engine;
+use crate::engine::{BuildState, Engine};
 use crate::index::gpu::{self, Fallback};
 
 /// Every metric the server exports, in its own registry.
@@ -427,7 +427,7 @@ impl Metrics {
                     .set(info.index.progress);
                 self.index_building
                     .with_label_values(&l)
-                    .set(i64::from(info.index.state != "ready"));
+                    .set(i64::from(info.index.state != BuildState::Ready));
                 for (kind, v) in [
                     ("actual", info.memory.actual_bytes),
                     ("mapped", info.memory.mapped_bytes),

@@ -23,7 +23,7 @@ use proxima_core::{
 };
 
 use super::bench::{build_profile, command_line, machine, open_dataset};
-use crate::engine::{CollectionSchema, Engine, EngineConfig};
+use crate::engine::{CollectionSchema, Engine, EngineConfig, SegmentState};
 use crate::index::faiss_backend::{FaissIndex, DEFAULT_EF};
 use crate::index::gpu::{runs_on_gpu, GpuDevice, GpuSettings};
 
@@ -305,7 +305,7 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
             .describe()
             .segments
             .iter()
-            .find(|s| s.state == "sealed")
+            .find(|s| s.state == SegmentState::Sealed)
             .and_then(|s| s.index.spec)
             .or_else(|| request.spec_for(dim, n as u64))
             .with_context(|| format!("{request}: no sealed segment"))?;
@@ -315,7 +315,7 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
                 .describe()
                 .segments
                 .iter()
-                .any(|s| s.state == "sealed" && s.gpu_bytes > 0)
+                .any(|s| s.state == SegmentState::Sealed && s.gpu_bytes > 0)
             {
                 if Instant::now() > deadline {
                     bail!("{spec}: the segment did not reach the GPU (see the log)");
@@ -329,7 +329,7 @@ pub fn run(a: BenchEngineArgs) -> anyhow::Result<()> {
         let segment = info
             .segments
             .iter()
-            .find(|s| s.state == "sealed")
+            .find(|s| s.state == SegmentState::Sealed)
             .context("no sealed segment")?;
         let seg_dir = work
             .join("collections")

@@ -19,7 +19,7 @@ use clap::Args;
 use proxima_core::{ConsistencyLevel, IndexSpec, SearchParams};
 
 use super::bench::{build_profile, command_line, machine, open_dataset};
-use crate::engine::{Collection, CollectionSchema, Engine, EngineConfig};
+use crate::engine::{Collection, CollectionSchema, Engine, EngineConfig, SegmentState};
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchSegmentsArgs {
@@ -71,7 +71,7 @@ fn sealed_segments(collection: &Collection) -> usize {
         .describe()
         .segments
         .iter()
-        .filter(|s| s.state == "sealed")
+        .filter(|s| s.state == SegmentState::Sealed)
         .count()
 }
 

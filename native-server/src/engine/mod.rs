@@ -38,7 +38,8 @@ pub use schema::{validate_name, CollectionSchema};
 pub use search_pool::Cancel;
 pub use segment::{requeried_queries, SegmentIndexInfo, SegmentInfo};
 pub use types::{
-    CollectionInfo, DeleteAck, IndexStatus, MemoryInfo, MergeStats, SearchResult, WriteAck,
+    BuildState, CollectionInfo, DeleteAck, IndexState, IndexStatus, MemoryInfo, MergeStats,
+    SearchResult, SegmentState, WriteAck,
 };
 
 use builder::IndexBuilder;

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::error::{EngineError, EngineResult};
 use super::fs::{create_dir_durable, write_file_atomic};
+use super::types::{IndexState, SegmentState};
 use crate::index::blas_exact;
 use crate::index::faiss_backend::FaissIndex;
 use crate::index::gpu::{self, GpuDevice, GpuIndex};
@@ -206,7 +207,7 @@ pub enum Offloaded {
 pub struct SegmentInfo {
     pub id: Option<u64>,
     pub shard: usize,
-    pub state: &'static str,
+    pub state: SegmentState,
     pub rows: usize,
     pub live_rows: usize,
     pub index: SegmentIndexInfo,
@@ -222,8 +223,7 @@ pub struct SegmentInfo {
 /// Index state of a segment, for `describe`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentIndexInfo {
-    /// `exact`, `building` or `ready`.
-    pub state: &'static str,
+    pub state: IndexState,
     #[serde(rename = "type")]
     pub index_type: Option<String>,
     /// The index building or ready, with every parameter as chosen (`nlist` included).
@@ -645,7 +645,7 @@ impl SealedSegment {
         let slot = self.slot.read();
         let index = match (&slot.building, &slot.ready) {
             (Some(b), _) => SegmentIndexInfo {
-                state: "building",
+                state: IndexState::Building,
                 index_type: Some(b.spec.to_string()),
                 spec: Some(b.spec),
                 progress: Some(b.done.load(Ordering::Relaxed) as f64 / b.total.max(1) as f64),
@@ -656,7 +656,7 @@ impl SealedSegment {
                 reason: b.reason.clone(),
             },
             (None, Some(r)) => SegmentIndexInfo {
-                state: "ready",
+                state: IndexState::Ready,
                 index_type: Some(r.spec.to_string()),
                 spec: Some(r.spec),
                 progress: Some(1.0),
@@ -664,7 +664,7 @@ impl SealedSegment {
                 reason: slot.reason.clone(),
             },
             (None, None) => SegmentIndexInfo {
-                state: "exact",
+                state: IndexState::Exact,
                 index_type: None,
                 spec: None,
                 progress: None,
@@ -675,7 +675,7 @@ impl SealedSegment {
         SegmentInfo {
             id: Some(self.id),
             shard: self.shard,
-            state: "sealed",
+            state: SegmentState::Sealed,
             rows: self.rows,
             live_rows,
             memory_bytes: slot

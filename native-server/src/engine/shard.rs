@@ -9,6 +9,7 @@ use proxima_core::{Bitmap, Hit, Metric, SearchParams};
 use super::error::EngineResult;
 use super::search_pool::Cancel;
 use super::segment::{GrowingSegment, SealedSegment, SegmentIndexInfo, SegmentInfo};
+use super::types::{IndexState, SegmentState};
 
 /// Where an id's live row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,11 +196,11 @@ impl ShardState {
         let mut out = vec![SegmentInfo {
             id: None,
             shard,
-            state: "growing",
+            state: SegmentState::Growing,
             rows: self.growing.rows(),
             live_rows: self.growing.live_count,
             index: SegmentIndexInfo {
-                state: "exact",
+                state: IndexState::Exact,
                 index_type: None,
                 spec: None,
                 progress: None,

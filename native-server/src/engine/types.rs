@@ -47,6 +47,33 @@ pub struct MemoryInfo {
     pub raw_bytes: u64,
 }
 
+/// Whether a segment takes writes: the shard's one growing segment, or a sealed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentState {
+    Growing,
+    Sealed,
+}
+
+/// What answers a segment's searches: its rows (`exact`: growing segments, FLAT, segments
+/// too small to index), an index being built (the rows, or the previous index, serve
+/// meanwhile), or its index (`ready`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexState {
+    Exact,
+    Building,
+    Ready,
+}
+
+/// The collection's index over its sealed segments: `building` while any segment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildState {
+    Building,
+    Ready,
+}
+
 /// Progress of the collection's index over all sealed segments.
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexStatus {
@@ -65,7 +92,7 @@ pub struct IndexStatus {
     pub generation: u64,
     /// `ready` when every sealed segment serves the requested index or must stay exact,
     /// `building` while any builds.
-    pub state: &'static str,
+    pub state: BuildState,
     pub rows_indexed: u64,
     pub rows_total: u64,
     pub progress: f64,
@@ -99,4 +126,21 @@ pub struct MergeStats {
     pub segments_merged: u64,
     /// Rewrites that failed (retried later).
     pub failures: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, to_value};
+
+    #[test]
+    fn states_serialise_as_the_names_describe_always_used() {
+        assert_eq!(to_value(SegmentState::Growing).unwrap(), json!("growing"));
+        assert_eq!(to_value(SegmentState::Sealed).unwrap(), json!("sealed"));
+        assert_eq!(to_value(IndexState::Exact).unwrap(), json!("exact"));
+        assert_eq!(to_value(IndexState::Building).unwrap(), json!("building"));
+        assert_eq!(to_value(IndexState::Ready).unwrap(), json!("ready"));
+        assert_eq!(to_value(BuildState::Building).unwrap(), json!("building"));
+        assert_eq!(to_value(BuildState::Ready).unwrap(), json!("ready"));
+    }
 }

@@ -9,7 +9,7 @@ use proxima_core::sizing;
 
 use super::indexing::served;
 use super::Collection;
-use crate::engine::types::{CollectionInfo, IndexStatus, MemoryInfo};
+use crate::engine::types::{BuildState, CollectionInfo, IndexStatus, MemoryInfo};
 
 impl Collection {
     /// Index status over the sealed segments.
@@ -52,7 +52,11 @@ impl Collection {
             auto,
             refine_factor,
             generation,
-            state: if building { "building" } else { "ready" },
+            state: if building {
+                BuildState::Building
+            } else {
+                BuildState::Ready
+            },
             rows_indexed: indexed,
             rows_total: total,
             progress: if total == 0 {
@@ -121,7 +125,7 @@ impl Collection {
     pub fn wait_index_ready(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.index_status().state == "ready" {
+            if self.index_status().state == BuildState::Ready {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use proxima_core::{ConsistencyLevel, IndexSpec, Metric, SearchParams};
 
-use crate::engine::{Collection, CollectionSchema, Engine, EngineConfig, EngineError};
+use crate::engine::{
+    Collection, CollectionSchema, Engine, EngineConfig, EngineError, SegmentState,
+};
 
 const DIM: usize = 8;
 
@@ -53,7 +55,7 @@ fn sealed(c: &Collection) -> usize {
     c.describe()
         .segments
         .iter()
-        .filter(|s| s.state == "sealed")
+        .filter(|s| s.state == SegmentState::Sealed)
         .count()
 }
 
@@ -176,7 +178,12 @@ fn merges_racing_writes_deletes_and_restarts_lose_nothing_and_resurrect_nothing(
     check(&c, &model, &deleted);
     c.compact().unwrap();
     assert!(c.wait_merges(Duration::from_secs(60)));
-    for s in c.describe().segments.iter().filter(|s| s.state == "sealed") {
+    for s in c
+        .describe()
+        .segments
+        .iter()
+        .filter(|s| s.state == SegmentState::Sealed)
+    {
         assert_eq!(s.rows, s.live_rows, "compact left deleted rows: {s:?}");
     }
     check(&c, &model, &deleted);

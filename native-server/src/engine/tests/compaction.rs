@@ -18,7 +18,7 @@ fn deletes_alone_trigger_compaction_past_the_ratio() {
         c.describe()
             .segments
             .iter()
-            .filter(|s| s.state == "sealed")
+            .filter(|s| s.state == SegmentState::Sealed)
             .map(|s| s.rows)
             .sum()
     };
@@ -69,7 +69,7 @@ fn heavily_deleted_and_large_k_searches_still_return_k_live_hits() {
             c.describe()
                 .segments
                 .iter()
-                .filter(|s| s.state == "sealed")
+                .filter(|s| s.state == SegmentState::Sealed)
                 .count(),
             1
         );

@@ -39,11 +39,11 @@ fn background_index_build_hot_swaps_and_survives_restart() {
         let sealed: Vec<_> = info
             .segments
             .iter()
-            .filter(|s| s.state == "sealed")
+            .filter(|s| s.state == SegmentState::Sealed)
             .collect();
         assert_eq!(sealed.len(), 2);
         assert!(
-            sealed.iter().all(|s| s.index.state == "ready"),
+            sealed.iter().all(|s| s.index.state == IndexState::Ready),
             "{sealed:?}"
         );
         assert!(info.memory.actual_bytes > 0 && info.memory.estimated_bytes > 0);
@@ -81,7 +81,8 @@ fn background_index_build_hot_swaps_and_survives_restart() {
     let c = engine.collection("ivf").unwrap();
     let status = c.index_status();
     assert_eq!(
-        status.state, "ready",
+        status.state,
+        BuildState::Ready,
         "indexes load from disk instead of rebuilding"
     );
     let res = c
@@ -112,8 +113,12 @@ fn too_few_training_vectors_stays_exact_and_explicit_build_is_refused() {
     c.flush().unwrap();
     assert!(c.wait_index_ready(Duration::from_secs(30)));
     let info = c.describe();
-    let sealed = info.segments.iter().find(|s| s.state == "sealed").unwrap();
-    assert_eq!(sealed.index.state, "exact");
+    let sealed = info
+        .segments
+        .iter()
+        .find(|s| s.state == SegmentState::Sealed)
+        .unwrap();
+    assert_eq!(sealed.index.state, IndexState::Exact);
     let note = sealed.index.note.clone().unwrap();
     assert!(note.contains("3900") && note.contains("500"), "{note}");
     match c.rebuild_index(IndexSpec::IvfFlat { nlist: 64 }) {
@@ -156,7 +161,7 @@ fn sealed_specs(info: &CollectionInfo) -> Vec<(usize, Option<IndexSpec>, Option<
     let mut sealed: Vec<_> = info
         .segments
         .iter()
-        .filter(|s| s.state == "sealed")
+        .filter(|s| s.state == SegmentState::Sealed)
         .collect();
     sealed.sort_by_key(|s| s.id);
     sealed
@@ -254,7 +259,7 @@ fn missing_params_take_defaults_and_ivf_nlist_is_chosen_per_segment() {
     // The choices and their reasons are in the manifest: a restart loads them as they were.
     let engine = Engine::open(cfg).unwrap();
     let c = engine.collection("ivf").unwrap();
-    assert_eq!(c.index_status().state, "ready");
+    assert_eq!(c.index_status().state, BuildState::Ready);
     let segs = sealed_specs(&c.describe());
     assert_eq!(segs[0].1, Some(IndexSpec::IvfSq8 { nlist: 64 }));
     assert!(segs[0].2.as_deref().is_some_and(|r| r.contains("nlist 64")));

@@ -61,11 +61,15 @@ fn recall_on_real_embeddings() {
             "{spec}: build did not finish"
         );
         let info = c.describe();
-        let sealed = info.segments.iter().find(|s| s.state == "sealed").unwrap();
+        let sealed = info
+            .segments
+            .iter()
+            .find(|s| s.state == SegmentState::Sealed)
+            .unwrap();
         let expected_state = if matches!(spec, IndexSpec::Flat) {
-            "exact"
+            IndexState::Exact
         } else {
-            "ready"
+            IndexState::Ready
         };
         assert_eq!(
             sealed.index.state, expected_state,
@@ -159,8 +163,17 @@ fn refine_reranks_compressed_indexes_on_the_rows() {
         c.flush().unwrap();
         assert!(c.wait_index_ready(Duration::from_secs(120)), "{spec}");
         let info = c.describe();
-        let sealed = info.segments.iter().find(|s| s.state == "sealed").unwrap();
-        assert_eq!(sealed.index.state, "ready", "{spec}: {:?}", sealed.index);
+        let sealed = info
+            .segments
+            .iter()
+            .find(|s| s.state == SegmentState::Sealed)
+            .unwrap();
+        assert_eq!(
+            sealed.index.state,
+            IndexState::Ready,
+            "{spec}: {:?}",
+            sealed.index
+        );
         assert_eq!(info.index.refine_factor, Some(DEFAULT_REFINE_FACTOR));
         assert_eq!(info.memory.raw_bytes, (data.len() * dim * 4) as u64);
         assert!(
@@ -252,7 +265,10 @@ fn refine_reranks_compressed_indexes_on_the_rows() {
     assert!(c.wait_index_ready(Duration::from_secs(120)));
     let info = c.describe();
     assert_eq!(info.index.refine_factor, Some(1));
-    assert!(info.segments.iter().any(|s| s.index.state == "ready"));
+    assert!(info
+        .segments
+        .iter()
+        .any(|s| s.index.state == IndexState::Ready));
     let params = SearchParams::new(10).with_nprobe(16);
     let (own, own_hits) = recall(&c, &params);
     let (off, off_hits) = recall(&c, &params.with_refine_factor(1));

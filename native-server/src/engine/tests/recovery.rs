@@ -63,7 +63,7 @@ fn restart_recovers_wal_and_segments_and_deletes_stay_deleted() {
     assert_eq!(
         info.segments
             .iter()
-            .filter(|s| s.state == "sealed")
+            .filter(|s| s.state == SegmentState::Sealed)
             .map(|s| s.rows)
             .sum::<usize>(),
         56

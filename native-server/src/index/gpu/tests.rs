@@ -12,7 +12,7 @@ use proxima_core::{Hit, VectorIndex};
 
 use super::cuda::{device_count, memory, Ballast};
 use super::*;
-use crate::engine::{CollectionSchema, Engine, EngineConfig, EngineError};
+use crate::engine::{CollectionSchema, Engine, EngineConfig, EngineError, SegmentState};
 use crate::index::faiss_backend::FaissIndex;
 
 static DEVICE: Mutex<()> = Mutex::new(());
@@ -234,7 +234,10 @@ fn out_of_memory_fails_cleanly_and_frees_what_it_took() {
 
 /// Whether every sealed segment (the growing one is always on the CPU) has a GPU copy.
 fn all_sealed_on_gpu(segments: &[crate::engine::SegmentInfo]) -> bool {
-    let sealed: Vec<_> = segments.iter().filter(|s| s.state == "sealed").collect();
+    let sealed: Vec<_> = segments
+        .iter()
+        .filter(|s| s.state == SegmentState::Sealed)
+        .collect();
     !sealed.is_empty() && sealed.iter().all(|s| s.gpu_bytes > 0)
 }
 
@@ -390,7 +393,11 @@ fn an_engine_whose_segments_do_not_fit_searches_on_the_cpu() {
     });
     let info = c.describe();
     assert_eq!(info.memory.gpu_bytes, 0);
-    let sealed = info.segments.iter().find(|s| s.state == "sealed").unwrap();
+    let sealed = info
+        .segments
+        .iter()
+        .find(|s| s.state == SegmentState::Sealed)
+        .unwrap();
     assert!(
         sealed
             .gpu_note
