@@ -159,10 +159,12 @@ pub fn exact_search_serial(
     if dim == 0 || queries.is_empty() {
         return Vec::new();
     }
-    queries
-        .chunks(QUERY_BLOCK * dim)
-        .flat_map(|block| search_block(base, ids, block, dim, metric, k, filter))
-        .collect()
+    // A plain loop: a `flat_map` of the blocks was 4 KB of the browser module.
+    let mut out = Vec::with_capacity(queries.len() / dim);
+    for block in queries.chunks(QUERY_BLOCK * dim) {
+        out.extend(search_block(base, ids, block, dim, metric, k, filter));
+    }
+    out
 }
 
 /// [`exact_search_serial`] over rows labelled `ids` (hits carry them, and equal scores rank

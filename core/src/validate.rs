@@ -1,7 +1,5 @@
 //! Checks applied to every batch of vectors and ids before it reaches an index.
 
-use std::collections::HashSet;
-
 use crate::error::{Error, Result};
 use crate::index::VectorId;
 
@@ -147,13 +145,35 @@ pub fn check_ids(ids: &[VectorId], rows: usize) -> Result<()> {
             got: ids.len(),
         });
     }
-    let mut seen = HashSet::with_capacity(ids.len());
+    // Sorted, not hashed: no hasher an adversary's ids could degrade, and in the browser
+    // module no SipHash (the slice sort of u64 is there anyway).
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    if sorted.windows(2).all(|w| w[0] != w[1]) {
+        return Ok(());
+    }
+    // The id reported is the first one met again, in the batch's order.
+    let mut repeated: Vec<VectorId> = sorted
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    repeated.dedup();
+    Err(first_repeat(ids, &repeated))
+}
+
+/// The first id of `ids` met a second time; `repeated` holds (sorted) every id met twice.
+#[cold]
+fn first_repeat(ids: &[VectorId], repeated: &[VectorId]) -> Error {
+    let mut met = vec![false; repeated.len()];
     for &id in ids {
-        if !seen.insert(id) {
-            return Err(Error::DuplicateId { id });
+        if let Ok(i) = repeated.binary_search(&id) {
+            if std::mem::replace(&mut met[i], true) {
+                return Error::DuplicateId { id };
+            }
         }
     }
-    Ok(())
+    Error::DuplicateId { id: repeated[0] }
 }
 
 #[cfg(test)]
@@ -256,6 +276,15 @@ mod tests {
             })
         );
         assert_eq!(check_ids(&[1, 2, 1], 3), Err(Error::DuplicateId { id: 1 }));
+        // The first id met again, in the batch's order (not the smallest repeated one).
+        assert_eq!(
+            check_ids(&[9, 5, 7, 5, 9, 9], 6),
+            Err(Error::DuplicateId { id: 5 })
+        );
+        assert_eq!(
+            check_ids(&[3, 8, 8, 3], 4),
+            Err(Error::DuplicateId { id: 8 })
+        );
         assert!(check_ids(&[1, 2, 3], 3).is_ok());
     }
 }

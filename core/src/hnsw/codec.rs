@@ -124,11 +124,9 @@ impl Hnsw {
         });
         w.section(slots * 8, |b| write_le(b, &self.ids));
         w.section(slots * 4, |b| {
-            b.extend(
-                self.last_used
-                    .iter()
-                    .flat_map(|v| v.load(Relaxed).to_le_bytes()),
-            )
+            for v in &self.last_used {
+                b.extend_from_slice(&v.load(Relaxed).to_le_bytes());
+            }
         });
         w.section(self.graph.level0.len() * 4, |b| {
             write_le(b, &self.graph.level0)

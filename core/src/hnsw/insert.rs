@@ -1,7 +1,6 @@
 //! Writes: upserts (with eviction past capacity), deletes, and linking a new node into the
 //! graph.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use super::graph::{FREE, MAX_LEVEL};
@@ -34,6 +33,7 @@ impl Hnsw {
         check_ids(ids, rows)?;
         let prepared = self.prepare(vectors, "vector")?;
         let mut report = UpsertReport::default();
+        let mut scratch = self.take_scratch();
         if let Some(cap) = self.effective_capacity() {
             let new = ids
                 .iter()
@@ -41,11 +41,9 @@ impl Hnsw {
                 .count();
             let over = (self.len() + new).saturating_sub(cap);
             if over > 0 {
-                let batch: HashSet<VectorId> = ids.iter().copied().collect();
-                report.evicted = self.evict(over, &batch);
+                report.evicted = self.evict(over, ids, &mut scratch);
             }
         }
-        let mut scratch = self.take_scratch();
         let mut codes = Vec::new();
         let dim = self.cfg.dim;
         let skip = ids
@@ -117,34 +115,38 @@ impl Hnsw {
         self.tombstones += 1;
     }
 
-    /// Evicts `n` live vectors, least recently hit first, sparing `keep`.
-    fn evict(&mut self, n: usize, keep: &HashSet<VectorId>) -> Vec<VectorId> {
-        // Keys order by age (the clock may wrap), oldest first, then by slot: one u64 per
-        // candidate, sorted like every other key of this module.
+    /// Evicts `n` live vectors, least recently hit first, sparing the ids of `keep`.
+    fn evict(&mut self, n: usize, keep: &[VectorId], scratch: &mut Scratch) -> Vec<VectorId> {
+        // The held slots of `keep` are marked in the visited stamps. Keys order by age (the
+        // clock may wrap), oldest first, then by slot: one u64 per candidate; the `n` oldest
+        // stay in the results heap (the youngest of them on top), then come out sorted.
+        scratch.begin(self.graph.slots());
+        for id in keep {
+            if let Some(&slot) = self.slot_of.get(id) {
+                scratch.visit(slot);
+            }
+        }
         let now = self.clock.load(Relaxed);
-        let mut order: Vec<u64> = self
-            .slot_of
-            .iter()
-            .filter(|(id, _)| !keep.contains(id))
-            .map(|(_, &slot)| {
-                let age = now.wrapping_sub(self.last_used[slot as usize].load(Relaxed));
-                (u64::from(u32::MAX - age) << 32) | u64::from(slot)
-            })
-            .collect();
-        let n = n.min(order.len());
-        if n == 0 {
-            return Vec::new();
+        for &slot in self.slot_of.values() {
+            if n == 0 || scratch.visited(slot) {
+                continue;
+            }
+            let age = now.wrapping_sub(self.last_used[slot as usize].load(Relaxed));
+            let k = (u64::from(u32::MAX - age) << 32) | u64::from(slot);
+            if scratch.results.len() < n {
+                scratch.results.push(k);
+            } else if scratch.results.peek().is_some_and(|&w| k < w) {
+                scratch.results.pop();
+                scratch.results.push(k);
+            }
         }
-        if n < order.len() {
-            order.select_nth_unstable(n - 1);
-        }
-        let victims = &mut order[..n];
-        victims.sort_unstable();
-        let evicted: Vec<VectorId> = victims
+        scratch.sort_results();
+        let evicted: Vec<VectorId> = scratch
+            .sorted
             .iter()
             .map(|&k| self.ids[key_slot(k) as usize])
             .collect();
-        for &k in victims.iter() {
+        for &k in &scratch.sorted {
             self.tombstone(key_slot(k));
         }
         evicted

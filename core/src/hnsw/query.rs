@@ -1,7 +1,6 @@
 //! Reads: k-NN search (graph walk, exact scoring of small allow-lists, and the exact
 //! fallback when a walk comes up short) and `get`.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::search::{key, key_dist, key_slot, Scratch};
@@ -79,10 +78,11 @@ impl Hnsw {
         let exact = match filter {
             Some(Filter::Allow(ids)) if ids.len() <= EXACT_FILTER_MAX => {
                 scratch.sorted.clear();
-                let mut seen = HashSet::with_capacity(ids.len());
+                // The visited stamps are the set of slots seen (an id listed twice counts once).
+                scratch.begin(self.graph.slots());
                 for id in ids {
                     if let Some(&slot) = self.slot_of.get(id) {
-                        if seen.insert(slot) {
+                        if scratch.visit(slot) {
                             let d = self.store.dist(&q, slot as usize);
                             scratch.sorted.push(key(d, slot));
                         }
@@ -160,15 +160,19 @@ impl Hnsw {
         filter: Option<Filter<'_>>,
         scratch: &mut Scratch,
     ) {
-        let allow: Option<HashSet<VectorId>> = match filter {
-            Some(Filter::Allow(ids)) => Some(ids.iter().copied().collect()),
-            _ => None,
-        };
-        scratch.results.clear();
+        // An allow-list's held slots are marked in the visited stamps (no hash set of ids).
+        scratch.begin(self.graph.slots());
+        if let Some(Filter::Allow(ids)) = filter {
+            for id in ids {
+                if let Some(&slot) = self.slot_of.get(id) {
+                    scratch.visit(slot);
+                }
+            }
+        }
         for (&id, &slot) in &self.slot_of {
             let pass = match filter {
                 None => true,
-                Some(Filter::Allow(_)) => allow.as_ref().is_some_and(|a| a.contains(&id)),
+                Some(Filter::Allow(_)) => scratch.visited(slot),
                 Some(Filter::Predicate(pred)) => pred(id),
             };
             if !pass {

@@ -56,7 +56,8 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
-    fn begin(&mut self, slots: usize) {
+    /// Starts a walk (or a set of slots) over `slots` slots: nothing visited, heaps empty.
+    pub fn begin(&mut self, slots: usize) {
         if self.visited.len() < slots {
             self.visited.resize(slots, 0);
         }
@@ -69,9 +70,10 @@ impl Scratch {
         self.results.clear();
     }
 
-    /// Marks `slot` visited; false when it already was.
+    /// Marks `slot` visited; false when it already was. (Also a set of slots, without a
+    /// hash table, for callers between walks.)
     #[inline]
-    fn visit(&mut self, slot: u32) -> bool {
+    pub fn visit(&mut self, slot: u32) -> bool {
         let v = &mut self.visited[slot as usize];
         if *v == self.stamp {
             false
@@ -79,6 +81,12 @@ impl Scratch {
             *v = self.stamp;
             true
         }
+    }
+
+    /// True when `slot` was visited since [`Scratch::begin`].
+    #[inline]
+    pub fn visited(&self, slot: u32) -> bool {
+        self.visited[slot as usize] == self.stamp
     }
 
     pub fn memory_bytes(&self) -> usize {

@@ -276,6 +276,36 @@ fn filters_return_only_allowed_ids_and_k_of_them() {
         filter: Some(Filter::Predicate(&rare)),
     };
     assert_eq!(h.search(q, 10, &opts).unwrap().len(), 4);
+    // A long allow-list that holds 4 known ids (the walk comes up short; the exact scan
+    // completes it), and a short one that names an id three times: each id once.
+    let long: Vec<u64> = (0..3000u64)
+        .map(|i| if i < 4 { i * 1000 } else { 10 * n as u64 + i })
+        .collect();
+    let opts = SearchOptions {
+        ef: None,
+        filter: Some(Filter::Allow(&long)),
+    };
+    let mut got: Vec<u64> = h
+        .search(q, 10, &opts)
+        .unwrap()
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1000, 2000, 3000]);
+    let twice = [7, 7, 9, 7];
+    let opts = SearchOptions {
+        ef: None,
+        filter: Some(Filter::Allow(&twice)),
+    };
+    let mut got: Vec<u64> = h
+        .search(q, 10, &opts)
+        .unwrap()
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [7, 9]);
     // Unknown ids in an allow-list are ignored.
     let unknown = [u64::MAX, 10 * n as u64];
     let opts = SearchOptions {
