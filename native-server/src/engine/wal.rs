@@ -365,16 +365,27 @@ impl Wal {
     }
 
     /// Blocks until `seq` is durable; false if the log failed meanwhile.
+    ///
+    /// Locks are taken writer first, then durable (a rotation marks the old file durable
+    /// under the writer lock), so the writer lock is never waited for while holding the
+    /// durable one.
     pub fn wait_durable(&self, seq: Seq) -> bool {
-        let mut d = self.durable.lock();
-        while *d < seq {
+        loop {
+            {
+                let mut d = self.durable.lock();
+                if *d >= seq {
+                    return true;
+                }
+                self.durable_cv
+                    .wait_for(&mut d, std::time::Duration::from_millis(50));
+                if *d >= seq {
+                    return true;
+                }
+            }
             if self.writer.lock().poisoned.is_some() {
                 return false;
             }
-            self.durable_cv
-                .wait_for(&mut d, std::time::Duration::from_millis(50));
         }
-        true
     }
 
     /// Deletes the files whose records are all at or below `seq` (covered by a checkpoint).
@@ -443,6 +454,40 @@ mod tests {
         let (_, recs) = Wal::open(dir.path(), 3, FsyncPolicy::Always, 200, 16).unwrap();
         assert_eq!(recs.first().unwrap().first_seq, 17);
         assert_eq!(recs.last().unwrap().last_seq(), 21);
+    }
+
+    /// The applier waits for durability while writers rotate files: neither may wait for the
+    /// other's lock while holding its own.
+    #[test]
+    fn waiting_for_durability_while_files_rotate_never_deadlocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 2, FsyncPolicy::Never, 64, 0).unwrap();
+        let wal = std::sync::Arc::new(wal);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    for i in 0..300u64 {
+                        wal.append(upsert(&[t * 10_000 + i], 2), |_| {}).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let waiter = {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for seq in 1..=900 {
+                    assert!(wal.wait_durable(seq));
+                }
+                done_tx.send(()).unwrap();
+            })
+        };
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("appends and wait_durable deadlocked");
+        waiter.join().unwrap();
+        writers.into_iter().for_each(|w| w.join().unwrap());
     }
 
     proptest! {
