@@ -35,6 +35,31 @@ impl SealedEntry {
     }
 }
 
+/// Merges the hits of several sources (a shard's segments, a collection's shards) for a batch
+/// of `nq` queries: `per_source[s][q]` is source `s`'s hits for query `q`. Answers the best
+/// `k` per query; a single source's lists as they are.
+pub fn merge_per_query(
+    mut per_source: Vec<Vec<Vec<Hit>>>,
+    nq: usize,
+    k: usize,
+    metric: Metric,
+) -> Vec<Vec<Hit>> {
+    match per_source.len() {
+        0 => return vec![Vec::new(); nq],
+        1 => return per_source.pop().unwrap_or_default(),
+        _ => {}
+    }
+    (0..nq)
+        .map(|q| {
+            merge_hits(
+                per_source.iter_mut().map(|s| std::mem::take(&mut s[q])),
+                k,
+                metric,
+            )
+        })
+        .collect()
+}
+
 /// The state of one shard (guarded by the shard's lock in the collection).
 #[derive(Default)]
 pub struct ShardState {
@@ -175,20 +200,7 @@ impl ShardState {
                 )?);
             }
         }
-        match per_segment.len() {
-            0 => return Ok(vec![Vec::new(); nq]),
-            1 => return Ok(per_segment.pop().unwrap_or_default()),
-            _ => {}
-        }
-        Ok((0..nq)
-            .map(|q| {
-                merge_hits(
-                    per_segment.iter_mut().map(|s| std::mem::take(&mut s[q])),
-                    params.k,
-                    metric,
-                )
-            })
-            .collect())
+        Ok(merge_per_query(per_segment, nq, params.k, metric))
     }
 
     /// Describes the growing and sealed segments.
@@ -232,6 +244,20 @@ impl ShardState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_per_query_keeps_the_best_k_of_every_source() {
+        let h = |id, score| Hit { id, score };
+        assert_eq!(
+            merge_per_query(Vec::new(), 2, 3, Metric::L2),
+            vec![vec![]; 2]
+        );
+        let one = vec![vec![h(1, 0.5), h(2, 0.7)], vec![]];
+        assert_eq!(merge_per_query(vec![one.clone()], 2, 1, Metric::L2), one);
+        let other = vec![vec![h(3, 0.6)], vec![h(4, 0.1)]];
+        let merged = merge_per_query(vec![one, other], 2, 2, Metric::L2);
+        assert_eq!(merged, vec![vec![h(1, 0.5), h(3, 0.6)], vec![h(4, 0.1)]]);
+    }
 
     #[test]
     fn upsert_replaces_and_delete_hides() {

@@ -2,13 +2,13 @@
 //! requires, runs chunks of the batch on the search pool and merges the shards' hits.
 
 use proxima_core::consistency::Seq;
-use proxima_core::exact::merge_hits;
 use proxima_core::{ConsistencyLevel, Error as CoreError, Hit, Metric, SearchParams};
 use rayon::prelude::*;
 
 use super::Collection;
 use crate::engine::error::EngineResult;
 use crate::engine::search_pool::Cancel;
+use crate::engine::shard::merge_per_query;
 use crate::engine::types::SearchResult;
 
 impl Collection {
@@ -89,24 +89,21 @@ impl Collection {
         params: &SearchParams,
         cancel: &Cancel,
     ) -> EngineResult<Vec<Vec<Hit>>> {
-        if self.shards.len() == 1 {
-            return self.shards[0]
+        let per_shard = if self.shards.len() == 1 {
+            vec![self.shards[0]
                 .read()
-                .search(queries, dim, metric, params, cancel);
-        }
-        let mut per_shard = self
-            .shards
-            .par_iter()
-            .map(|s| s.read().search(queries, dim, metric, params, cancel))
-            .collect::<EngineResult<Vec<_>>>()?;
-        Ok((0..queries.len() / dim)
-            .map(|q| {
-                merge_hits(
-                    per_shard.iter_mut().map(|s| std::mem::take(&mut s[q])),
-                    params.k,
-                    metric,
-                )
-            })
-            .collect())
+                .search(queries, dim, metric, params, cancel)?]
+        } else {
+            self.shards
+                .par_iter()
+                .map(|s| s.read().search(queries, dim, metric, params, cancel))
+                .collect::<EngineResult<Vec<_>>>()?
+        };
+        Ok(merge_per_query(
+            per_shard,
+            queries.len() / dim,
+            params.k,
+            metric,
+        ))
     }
 }
