@@ -14,6 +14,14 @@
 //! whole, so that what is accepted, what is refused and every error message stay
 //! `serde_json`'s. The rest of the body is always parsed by `serde_json`, with the vectors
 //! replaced by `[]`.
+//!
+//! Measured (`cargo bench -p proxima-server --bench json_rows -- --quick`, `bench` profile;
+//! 2 CPUs (nproc), AMD EPYC, Linux x86_64, shared with other builds while it ran): an insert
+//! body of 1,000 rows × 384 parsed into the row-major buffer took 12.1 ms through this path
+//! against 19.6 ms through `serde_json` (the server's `Rows`; 21.1 ms plainly into
+//! `Vec<Vec<f32>>`) with each f32 at its shortest (4.4 MiB of JSON), and 12.4 ms against
+//! 25.8 ms (27.1 ms) with the f64 of each f32, as Python and JavaScript write them (7.6 MiB):
+//! 1.6 to 2.1 times faster, so it stays. Rows as base64 strings (`serde_json`) took 2.4 ms.
 
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
