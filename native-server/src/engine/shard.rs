@@ -10,6 +10,7 @@ use super::error::EngineResult;
 use super::search_pool::Cancel;
 use super::segment::{GrowingSegment, SealedSegment, SegmentIndexInfo, SegmentInfo};
 use super::types::{IndexState, SegmentState};
+use super::wal::WalOp;
 
 /// Where an id's live row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,18 @@ pub struct SealedEntry {
 }
 
 impl SealedEntry {
+    /// Marks `row` deleted (in the live bitmap, the live count, and as not yet on disk);
+    /// answers whether it was live.
+    pub fn tombstone(&mut self, row: usize) -> bool {
+        if !self.live.get(row) {
+            return false;
+        }
+        self.live.set(row, false);
+        self.live_count -= 1;
+        self.dirty = true;
+        true
+    }
+
     /// Whether more than `ratio` of the segment's rows are deleted (compaction is due).
     pub fn mostly_deleted(&self, ratio: f64) -> bool {
         let rows = self.segment.rows();
@@ -80,12 +93,16 @@ impl ShardState {
     /// are created in order, and a checkpoint's rows are newer than every sealed row) wins,
     /// and the stale row is tombstoned now and on disk at the next checkpoint. Returns how
     /// many stale rows were found.
-    pub fn load_sealed(&mut self, segment: Arc<SealedSegment>, mut live: Bitmap) -> usize {
+    pub fn load_sealed(&mut self, segment: Arc<SealedSegment>, live: Bitmap) -> usize {
         let mut stale = 0;
-        let mut live_count = live.count_ones();
-        let mut dirty = false;
+        let mut entry = SealedEntry {
+            live_count: live.count_ones(),
+            live,
+            segment: segment.clone(),
+            dirty: false,
+        };
         for (row, &id) in segment.ids().iter().enumerate() {
-            if !live.get(row) {
+            if !entry.live.get(row) {
                 continue;
             }
             let here = Location::Sealed {
@@ -108,21 +125,12 @@ impl ShardState {
                         row: other_row,
                     },
                 );
-                live.set(row, false);
-                live_count -= 1;
-                dirty = true;
+                entry.tombstone(row);
             } else if let Some(e) = self.sealed_mut(other) {
-                e.live.set(other_row as usize, false);
-                e.live_count -= 1;
-                e.dirty = true;
+                e.tombstone(other_row as usize);
             }
         }
-        self.sealed.push(SealedEntry {
-            segment,
-            live,
-            live_count,
-            dirty,
-        });
+        self.sealed.push(entry);
         stale
     }
 
@@ -139,11 +147,7 @@ impl ShardState {
             }
             Some(Location::Sealed { segment, row }) => {
                 if let Some(e) = self.sealed_mut(segment) {
-                    if e.live.get(row as usize) {
-                        e.live.set(row as usize, false);
-                        e.live_count -= 1;
-                        e.dirty = true;
-                    }
+                    e.tombstone(row as usize);
                 }
                 true
             }
@@ -156,6 +160,21 @@ impl ShardState {
         self.delete(id);
         let row = self.growing.push(id, vector);
         self.locations.insert(id, Location::Growing(row));
+    }
+
+    /// Applies the rows `rows` (indices into its ids, all of this shard) of a logged
+    /// operation, in order; answers how many ids a delete removed (0 for an upsert).
+    pub fn apply(&mut self, op: &WalOp, rows: &[usize], dim: usize) -> usize {
+        let mut deleted = 0;
+        for &i in rows {
+            match op {
+                WalOp::Upsert { ids, vectors } => {
+                    self.upsert(ids[i], &vectors[i * dim..(i + 1) * dim])
+                }
+                WalOp::Delete { ids } => deleted += usize::from(self.delete(ids[i])),
+            }
+        }
+        deleted
     }
 
     /// The stored vector of `id`.

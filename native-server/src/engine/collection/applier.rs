@@ -100,33 +100,13 @@ impl Collection {
         }
     }
 
-    /// Applies a record to the shards (applier thread only) and publishes the new sequence.
+    /// Applies a record to the shards (applier thread only) and publishes the new sequence;
+    /// keeps a delete's count of the ids it removed for [`Collection::delete`].
     fn apply(&self, record: &WalRecord) {
         let schema = self.schema.read().clone();
-        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); self.shards.len()];
-        let ids = match &record.op {
-            WalOp::Upsert { ids, .. } | WalOp::Delete { ids } => ids,
-        };
-        for (i, &id) in ids.iter().enumerate() {
-            by_shard[schema.shard_of(id)].push(i);
-        }
-        let mut deleted = 0;
-        for (s, rows) in by_shard.iter().enumerate() {
-            if rows.is_empty() {
-                continue;
-            }
-            let mut shard = self.shards[s].write();
-            for &i in rows {
-                match &record.op {
-                    WalOp::Upsert { ids, vectors } => {
-                        shard.upsert(ids[i], &vectors[i * schema.dim..(i + 1) * schema.dim])
-                    }
-                    WalOp::Delete { ids } => {
-                        deleted += usize::from(shard.delete(ids[i]));
-                    }
-                }
-            }
-        }
+        let deleted = apply_record(&schema, record, |s, apply| {
+            apply(&mut self.shards[s].write())
+        });
         if let WalOp::Delete { .. } = &record.op {
             let mut recent = self.deleted.lock();
             if recent.len() == DELETE_COUNTS_KEPT {
@@ -140,19 +120,28 @@ impl Collection {
     }
 }
 
-/// Applies a replayed record directly (recovery, before the applier starts).
-pub(super) fn apply_to(schema: &CollectionSchema, shards: &mut [ShardState], record: &WalRecord) {
-    match &record.op {
-        WalOp::Upsert { ids, vectors } => {
-            for (i, &id) in ids.iter().enumerate() {
-                shards[schema.shard_of(id)]
-                    .upsert(id, &vectors[i * schema.dim..(i + 1) * schema.dim]);
-            }
-        }
-        WalOp::Delete { ids } => {
-            for &id in ids {
-                shards[schema.shard_of(id)].delete(id);
-            }
+/// Applies a record to the shards it touches, each once, through `with_shard(s, apply)`,
+/// which runs `apply` on shard `s`'s state (the live applier under the shard's write lock,
+/// recovery on the shards it is opening). Answers how many ids a delete removed.
+pub(super) fn apply_record(
+    schema: &CollectionSchema,
+    record: &WalRecord,
+    mut with_shard: impl FnMut(usize, &mut dyn FnMut(&mut ShardState)),
+) -> usize {
+    let ids = match &record.op {
+        WalOp::Upsert { ids, .. } | WalOp::Delete { ids } => ids,
+    };
+    let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); schema.num_shards];
+    for (i, &id) in ids.iter().enumerate() {
+        by_shard[schema.shard_of(id)].push(i);
+    }
+    let mut deleted = 0;
+    for (s, rows) in by_shard.iter().enumerate() {
+        if !rows.is_empty() {
+            with_shard(s, &mut |shard| {
+                deleted += shard.apply(&record.op, rows, schema.dim)
+            });
         }
     }
+    deleted
 }

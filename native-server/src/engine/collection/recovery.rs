@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::applier::apply_to;
+use super::applier::apply_record;
 use super::clock::Clock;
 use super::{Collection, Meta};
 use crate::engine::builder::IndexBuilder;
@@ -177,7 +177,7 @@ impl Collection {
                     next_auto_id = next_auto_id.max(max.saturating_add(1));
                 }
             }
-            apply_to(&schema, &mut shards, record);
+            apply_record(&schema, record, |s, apply| apply(&mut shards[s]));
             applied = record.last_seq();
         }
         if !records.is_empty() {
