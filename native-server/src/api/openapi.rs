@@ -225,24 +225,46 @@ fn operation(route: &super::routes::Route) -> Value {
     let mut unavailable = error.clone();
     unavailable["description"] = json!(UNAVAILABLE);
     responses.insert("503".into(), unavailable);
-    responses.insert("5XX".into(), error);
+    responses.insert("5XX".into(), error.clone());
+    let mut note = None;
+    if route.path == "/v1/collections/{name}" {
+        let described = |description: &str| {
+            let mut e = error.clone();
+            e["description"] = json!(description);
+            e
+        };
+        if route.method == warp::http::Method::PUT {
+            if let Some(ok) = responses.remove("200") {
+                responses.insert("201".into(), ok);
+            }
+            responses.insert("409".into(), described("collection_exists"));
+            note = Some(CREATE_DROP);
+        } else if route.method == warp::http::Method::DELETE {
+            responses.insert("404".into(), described("collection_not_found"));
+            note = Some(CREATE_DROP);
+        }
+    }
     op.insert("responses".into(), Value::Object(responses));
     match route.access {
         Access::Open => {
             op.insert("security".into(), json!([]));
         }
         a => {
+            let keys = format!("Needs the {} key when keys are configured.", a.as_str());
             op.insert(
                 "description".into(),
-                json!(format!(
-                    "Needs the {} key when keys are configured.",
-                    a.as_str()
-                )),
+                json!(match note {
+                    Some(note) => format!("{note} {keys}"),
+                    None => keys,
+                }),
             );
         }
     }
     Value::Object(op)
 }
+
+/// What creates and drops of one name promise each other, on both operations.
+const CREATE_DROP: &str = "Creates and drops of one name are linearisable: a create answers 201 or 409 collection_exists, a drop 200 or 404 collection_not_found, whatever else runs at the same time (a create waits for a drop of the name under way, and the reverse), and once a drop has answered the name is free. Requests that found the collection just before a drop answer 503 closed.";
 
 /// Schema (in the components) of a route's successful answer, where the document has one.
 fn response_schema(route: &super::routes::Route) -> Option<&'static str> {
@@ -305,6 +327,10 @@ mod tests {
             let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {}", r.method, r.path);
             assert!(op["responses"]["503"].is_object());
+            if r.path == "/v1/collections/{name}" && r.method == "PUT" {
+                assert!(op["responses"]["201"].is_object() && op["responses"]["409"].is_object());
+                assert!(op["responses"]["200"].is_null());
+            }
             let get = ROUTES.iter().any(|g| g.path == r.path && g.method == "GET");
             let head = &doc["paths"][r.path]["head"];
             assert_eq!(head.is_object(), get, "HEAD {}", r.path);

@@ -10,9 +10,14 @@
 //! Recovery reads the files in order and stops at the first torn or corrupt record, truncating
 //! it away (only the last record of the last file can be torn: files are closed with an fsync
 //! before the next one starts). Files are deleted once a checkpoint covers all their records.
+//!
+//! The log holds its directory open and starts new files in that directory, not at its path:
+//! once a dropped collection's directory is renamed away (and another collection may be
+//! created under the name), an append still in flight never writes into the new one; a
+//! rotation that finds the directory moved answers [`EngineError::Closed`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Condvar, Mutex};
@@ -146,9 +151,79 @@ struct Writer {
     poisoned: Option<String>,
 }
 
+/// The log's directory: its path and, held open, the directory itself.
+struct LogDir {
+    path: PathBuf,
+    handle: File,
+}
+
+impl LogDir {
+    fn open(path: &Path) -> EngineResult<Self> {
+        let handle =
+            File::open(path).map_err(EngineError::io(format!("open {}", path.display())))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            handle,
+        })
+    }
+
+    /// Whatever is at the path now is not this directory (it was renamed away: dropped).
+    fn moved(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match (fs::metadata(&self.path), self.handle.metadata()) {
+                (Ok(now), Ok(ours)) => now.dev() != ours.dev() || now.ino() != ours.ino(),
+                _ => true,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            !self.path.is_dir()
+        }
+    }
+
+    /// Creates (or opens) `name` for appending, in this directory wherever it is now.
+    fn append_file(&self, name: &str) -> io::Result<File> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::{AsRawFd, FromRawFd};
+            let cname = std::ffi::CString::new(name)?;
+            // SAFETY: the directory descriptor stays open for the call (`self.handle` is
+            // borrowed) and `cname` is a NUL-terminated string; openat keeps neither.
+            let fd = unsafe {
+                libc::openat(
+                    self.handle.as_raw_fd(),
+                    cname.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+                    0o644 as libc::c_uint,
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just returned by openat: a valid descriptor nothing else owns.
+            Ok(unsafe { File::from_raw_fd(fd) })
+        }
+        #[cfg(not(unix))]
+        {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.path.join(name))
+        }
+    }
+
+    fn sync(&self) -> EngineResult<()> {
+        self.handle
+            .sync_all()
+            .map_err(EngineError::io(format!("fsync {}", self.path.display())))
+    }
+}
+
 /// The write-ahead log of one collection.
 pub struct Wal {
-    dir: PathBuf,
+    dir: LogDir,
     dim: usize,
     policy: FsyncPolicy,
     max_file_bytes: u64,
@@ -244,7 +319,7 @@ impl Wal {
         }
         sync_dir(dir)?;
         let wal = Wal {
-            dir: dir.to_path_buf(),
+            dir: LogDir::open(dir)?,
             dim,
             policy,
             max_file_bytes,
@@ -308,15 +383,22 @@ impl Wal {
             return Err(EngineError::io("fsync the write-ahead log")(e));
         }
         self.mark_durable(w.written);
-        let path = self.dir.join(file_name(w.next_seq));
-        w.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(EngineError::io(format!("open {}", path.display())))?;
+        if self.dir.moved() {
+            // Dropped: the record is not written.
+            return Err(EngineError::Closed);
+        }
+        let name = file_name(w.next_seq);
+        let path = self.dir.path.join(&name);
+        w.file = self.dir.append_file(&name).map_err(|e| {
+            if self.dir.moved() {
+                EngineError::Closed
+            } else {
+                EngineError::io(format!("open {}", path.display()))(e)
+            }
+        })?;
         w.bytes = 0;
         w.files.push((w.next_seq, path));
-        sync_dir(&self.dir)
+        self.dir.sync()
     }
 
     fn mark_durable(&self, seq: Seq) {
@@ -400,7 +482,7 @@ impl Wal {
         }
         drop(w);
         if removed > 0 {
-            sync_dir(&self.dir)?;
+            self.dir.sync()?;
         }
         Ok(())
     }
@@ -488,6 +570,30 @@ mod tests {
             .expect("appends and wait_durable deadlocked");
         waiter.join().unwrap();
         writers.into_iter().for_each(|w| w.join().unwrap());
+    }
+
+    /// A dropped collection's directory is renamed away and a new collection may take the
+    /// name: the old log never starts a file at the path.
+    #[test]
+    fn a_log_whose_directory_moved_never_writes_at_its_old_path() {
+        let root = tempfile::tempdir().unwrap();
+        let (old, new, moved) = (
+            root.path().join("c/wal"),
+            root.path().join("c"),
+            root.path().join(".dropped-c"),
+        );
+        let (wal, _) = Wal::open(&old, 3, FsyncPolicy::Always, 100, 0).unwrap();
+        wal.append(upsert(&[1, 2], 3), |_| {}).unwrap();
+        fs::rename(&new, &moved).unwrap();
+        fs::create_dir_all(&old).unwrap();
+        // The file is full: the next append must start a file, and finds the directory moved.
+        let err = wal.append(upsert(&[3, 4], 3), |_| {}).unwrap_err();
+        assert!(matches!(err, EngineError::Closed), "{err}");
+        assert_eq!(fs::read_dir(&old).unwrap().count(), 0);
+        // A file started while the rename happens lands in the moved directory.
+        wal.dir.append_file("x.wal").unwrap();
+        assert!(moved.join("wal/x.wal").exists());
+        assert!(!old.join("x.wal").exists());
     }
 
     proptest! {
