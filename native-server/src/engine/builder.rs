@@ -1,15 +1,18 @@
 //! Background index builds: a small pool of threads that train and fill FAISS indexes for
 //! sealed segments, report progress, write the index file and swap it in atomically.
+//!
+//! The builder knows a segment's collection only as a [`BuildTarget`]: the few operations a
+//! build and a GPU copy need of it, held weakly (a dropped collection's jobs are skipped).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use proxima_core::{IndexSpec, VectorIndex};
+use proxima_core::{IndexSpec, Metric, VectorIndex};
 
-use super::collection::Collection;
 use super::error::EngineResult;
 use super::fs::{rename_durable, sync_file};
 use super::segment::{BuildProgress, Offloaded, ReadyIndex, Retired, SealedSegment};
@@ -21,9 +24,29 @@ const ADD_CHUNK: usize = 8192;
 /// Training sample per IVF list (FAISS subsamples above 256 anyway).
 const TRAIN_PER_LIST: usize = 64;
 
+/// What the build and GPU-copy threads need of the collection a segment belongs to, and all
+/// they see of it (the collection implements it).
+pub trait BuildTarget: Send + Sync {
+    /// Dimension and metric of the rows.
+    fn dim_metric(&self) -> (usize, Metric);
+    /// Whether `generation` is still the current index generation and `segment` still part
+    /// of the target (a build finishing late must not be swapped in).
+    fn build_is_current(&self, segment: u64, generation: u64) -> bool;
+    /// Runs `f` (which writes or deletes files in the target's directory) unless the target
+    /// is closed; answers whether it ran. Closing waits for it, so a dropped collection's
+    /// build never writes into a directory of the same name again.
+    fn while_open(&self, f: &mut dyn FnMut() -> EngineResult<()>) -> EngineResult<bool>;
+    /// Records a finished build in the manifest.
+    fn persist_indexes(&self) -> EngineResult<()>;
+    /// Queues a copy of `segment` to the GPU, if there is one.
+    fn queue_offload(&self, segment: &Arc<SealedSegment>);
+    /// Copies `segment` to the GPU now (on the offload thread).
+    fn offload(&self, segment: &SealedSegment) -> Offloaded;
+}
+
 /// One segment to index.
 pub struct BuildJob {
-    pub collection: Weak<Collection>,
+    pub target: Weak<dyn BuildTarget>,
     pub segment: Arc<SealedSegment>,
     /// The index chosen for this segment.
     pub spec: IndexSpec,
@@ -34,7 +57,7 @@ pub struct BuildJob {
 
 /// A sealed segment to copy to the GPU.
 struct OffloadJob {
-    collection: Weak<Collection>,
+    target: Weak<dyn BuildTarget>,
     segment: Weak<SealedSegment>,
 }
 
@@ -96,14 +119,14 @@ impl IndexBuilder {
         }
     }
 
-    /// Queues a copy of `segment` to the collection's GPU, unless one is queued already.
-    pub fn submit_offload(&self, collection: Weak<Collection>, segment: &Arc<SealedSegment>) {
+    /// Queues a copy of `segment` to the GPU, unless one is queued already.
+    pub fn submit_offload(&self, target: Weak<dyn BuildTarget>, segment: &Arc<SealedSegment>) {
         if segment.offload_queued.swap(true, Ordering::SeqCst) {
             return;
         }
         if let Some(tx) = &*self.offload_tx.lock() {
             let _ = tx.send(OffloadJob {
-                collection,
+                target,
                 segment: Arc::downgrade(segment),
             });
         }
@@ -126,12 +149,12 @@ fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
             Ok(job) => job,
             Err(_) => return,
         };
-        let Some(collection) = job.collection.upgrade() else {
+        let Some(target) = job.target.upgrade() else {
             continue;
         };
         let segment_id = job.segment.id;
-        if let Err(e) = build(&collection, &job) {
-            if !collection.build_is_current(segment_id, job.generation) {
+        if let Err(e) = build(&*target, &job) {
+            if !target.build_is_current(segment_id, job.generation) {
                 // Compacted away (its directory with it), dropped, or superseded meanwhile:
                 // the failure concerns nothing that is served.
                 tracing::debug!(segment = segment_id, error = %e, "stale index build stopped");
@@ -145,7 +168,7 @@ fn worker(rx: Arc<Mutex<Receiver<BuildJob>>>) {
                 Some(format!("index build failed: {e}")),
             );
             // The segment keeps serving what it served (or its rows): that can go on the GPU.
-            collection.queue_offload(&job.segment);
+            target.queue_offload(&job.segment);
         }
     }
 }
@@ -178,11 +201,10 @@ fn offload_worker(rx: Receiver<OffloadJob>) {
 }
 
 fn offload(job: OffloadJob, no_room: &mut Vec<OffloadJob>) {
-    let (Some(collection), Some(segment)) = (job.collection.upgrade(), job.segment.upgrade())
-    else {
+    let (Some(target), Some(segment)) = (job.target.upgrade(), job.segment.upgrade()) else {
         return;
     };
-    if collection.offload(&segment) == Offloaded::NoRoom {
+    if target.offload(&segment) == Offloaded::NoRoom {
         no_room.push(job);
     }
 }
@@ -219,22 +241,22 @@ fn serve_if_current(
     Some(retired)
 }
 
-fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
+fn build(target: &dyn BuildTarget, job: &BuildJob) -> EngineResult<()> {
     let segment = &job.segment;
     let progress = segment.slot.read().building.clone();
     let stale = progress
         .as_ref()
         .is_none_or(|p| p.generation != job.generation);
-    if stale || !collection.build_is_current(segment.id, job.generation) {
+    if stale || !target.build_is_current(segment.id, job.generation) {
         return Ok(());
     }
     let finish = |note: Option<String>| end_build(segment, job.generation, note);
-    let (dim, metric) = collection.dim_metric();
+    let (dim, metric) = target.dim_metric();
     let rows = segment.rows();
     if matches!(job.spec, IndexSpec::Flat) {
         // Exact search over the mapped rows is what FLAT means; no second copy is built.
         let note = Some("FLAT: exact search over the segment's rows".into());
-        return put_in_service(collection, segment, job.generation, None, note);
+        return put_in_service(target, segment, job.generation, None, note);
     }
     let needed = job.spec.min_training_vectors();
     if rows < needed {
@@ -243,7 +265,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
             "exact: {} needs {needed} training vectors, this segment has {rows}",
             job.spec
         ));
-        return put_in_service(collection, segment, job.generation, None, note);
+        return put_in_service(target, segment, job.generation, None, note);
     }
     let mut index = FaissIndex::new(dim, metric, job.spec)?;
     let vectors = segment.vectors();
@@ -264,7 +286,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     }
     let mut start = 0;
     while start < rows {
-        if !collection.build_is_current(segment.id, job.generation) {
+        if !target.build_is_current(segment.id, job.generation) {
             finish(None);
             return Ok(());
         }
@@ -278,20 +300,20 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
     }
     let file = format!("index-{}.faiss", job.generation);
     let tmp = segment.dir.join(format!("{file}.tmp"));
-    let saved = collection.while_open(|| {
+    let saved = target.while_open(&mut || {
         index.save(&tmp)?;
         // FAISS writes through stdio without an fsync: make the file durable before the
         // rename (and the manifest) can point at it.
         sync_file(&tmp)?;
         rename_durable(&tmp, &segment.dir.join(&file))
     })?;
-    if saved.is_none() {
+    if !saved {
         // Closed (dropped) meanwhile: the directory is not this collection's any more.
         finish(None);
         return Ok(());
     }
-    if !collection.build_is_current(segment.id, job.generation) {
-        let _ = collection.while_open(|| Ok(std::fs::remove_file(segment.dir.join(&file))));
+    if !target.build_is_current(segment.id, job.generation) {
+        remove_while_open(target, &segment.dir.join(&file));
         finish(None);
         return Ok(());
     }
@@ -301,7 +323,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
         file,
         index: Arc::new(index),
     };
-    put_in_service(collection, segment, job.generation, Some(ready), None)?;
+    put_in_service(target, segment, job.generation, Some(ready), None)?;
     tracing::info!(segment = segment.id, spec = %job.spec, rows, "index ready");
     Ok(())
 }
@@ -310,7 +332,7 @@ fn build(collection: &Collection, job: &BuildJob) -> EngineResult<()> {
 /// then deletes the replaced index file and queues the GPU copy. A stale result (a newer build
 /// was requested meanwhile) is discarded with its file.
 fn put_in_service(
-    collection: &Collection,
+    target: &dyn BuildTarget,
     segment: &Arc<SealedSegment>,
     generation: u64,
     ready: Option<ReadyIndex>,
@@ -319,24 +341,85 @@ fn put_in_service(
     let file = ready.as_ref().map(|r| r.file.clone());
     let Some(old) = serve_if_current(segment, generation, ready, note) else {
         if let Some(file) = file {
-            let _ = collection.while_open(|| Ok(std::fs::remove_file(segment.dir.join(file))));
+            remove_while_open(target, &segment.dir.join(file));
         }
         return Ok(());
     };
-    let persisted = collection.persist_indexes();
+    let persisted = target.persist_indexes();
     if let (Ok(()), Some(old)) = (&persisted, &old.ready) {
-        let _ = collection.while_open(|| Ok(std::fs::remove_file(segment.dir.join(&old.file))));
+        remove_while_open(target, &segment.dir.join(&old.file));
     }
     // The old index and its GPU copy go only now, outside the slot lock (freeing a GPU copy
     // works on the device).
     drop(old);
-    collection.queue_offload(segment);
+    target.queue_offload(segment);
     persisted
+}
+
+/// Deletes a file of the target's, unless the target is closed (best effort).
+fn remove_while_open(target: &dyn BuildTarget, path: &Path) {
+    let _ = target.while_open(&mut || {
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A target that is always open and current, counting what the builder asks of it.
+    #[derive(Default)]
+    struct Counting {
+        persisted: AtomicUsize,
+        offloads: AtomicUsize,
+    }
+
+    impl BuildTarget for Counting {
+        fn dim_metric(&self) -> (usize, Metric) {
+            (2, Metric::L2)
+        }
+        fn build_is_current(&self, _: u64, _: u64) -> bool {
+            true
+        }
+        fn while_open(&self, f: &mut dyn FnMut() -> EngineResult<()>) -> EngineResult<bool> {
+            f().map(|()| true)
+        }
+        fn persist_indexes(&self) -> EngineResult<()> {
+            self.persisted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn queue_offload(&self, _: &Arc<SealedSegment>) {
+            self.offloads.fetch_add(1, Ordering::SeqCst);
+        }
+        fn offload(&self, _: &SealedSegment) -> Offloaded {
+            Offloaded::Skipped
+        }
+    }
+
+    #[test]
+    fn a_build_needs_only_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Arc::new(
+            SealedSegment::create(&dir.path().join("1"), 1, 0, 2, &[7], &[1.0, 2.0]).unwrap(),
+        );
+        let target = Arc::new(Counting::default());
+        let weak: Weak<dyn BuildTarget> = Arc::downgrade(&target) as _;
+        let builder = IndexBuilder::new(1, false);
+        builder.submit(BuildJob {
+            target: weak,
+            segment: segment.clone(),
+            spec: IndexSpec::Flat,
+            reason: None,
+            generation: 1,
+        });
+        builder.shutdown();
+        let slot = segment.slot.read();
+        assert!(slot.building.is_none());
+        assert!(slot.note.as_deref().is_some_and(|n| n.starts_with("FLAT")));
+        assert_eq!(target.persisted.load(Ordering::SeqCst), 1);
+        assert_eq!(target.offloads.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn a_build_that_finishes_after_a_newer_request_is_discarded() {

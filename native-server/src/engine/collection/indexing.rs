@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proxima_core::request::Choice;
-use proxima_core::{Error as CoreError, IndexRequest, IndexSpec, IndexType};
+use proxima_core::{Error as CoreError, IndexRequest, IndexSpec, IndexType, Metric};
 
 use super::Collection;
-use crate::engine::builder::BuildJob;
+use crate::engine::builder::{BuildJob, BuildTarget};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::segment::{Offloaded, SealedSegment};
 
@@ -110,7 +110,7 @@ impl Collection {
         }
         let Choice { spec, reason } = self.choose_index(&request, segment.rows());
         self.builder.submit(BuildJob {
-            collection: self.me.clone(),
+            target: self.me.clone(),
             segment,
             spec,
             reason,
@@ -118,9 +118,21 @@ impl Collection {
         });
     }
 
-    /// Whether `generation` is still the collection's current index generation and
-    /// `segment` is still part of it (a build finishing late must not be swapped in).
-    pub(crate) fn build_is_current(&self, segment: u64, generation: u64) -> bool {
+    /// Queues a copy of `segment` to the GPU, if the engine has a GPU.
+    pub(crate) fn queue_offload(&self, segment: &Arc<SealedSegment>) {
+        if self.gpu.is_some() {
+            self.builder.submit_offload(self.me.clone(), segment);
+        }
+    }
+}
+
+/// What the builder sees of a collection.
+impl BuildTarget for Collection {
+    fn dim_metric(&self) -> (usize, Metric) {
+        Collection::dim_metric(self)
+    }
+
+    fn build_is_current(&self, segment: u64, generation: u64) -> bool {
         if self.closed.load(Ordering::SeqCst) || self.meta.lock().index_generation != generation {
             return false;
         }
@@ -129,8 +141,15 @@ impl Collection {
             .any(|s| s.read().sealed.iter().any(|e| e.segment.id == segment))
     }
 
-    /// Records a finished build in the manifest.
-    pub(crate) fn persist_indexes(&self) -> EngineResult<()> {
+    fn while_open(&self, f: &mut dyn FnMut() -> EngineResult<()>) -> EngineResult<bool> {
+        let _files = self.files.read();
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        f().map(|()| true)
+    }
+
+    fn persist_indexes(&self) -> EngineResult<()> {
         let meta = self.meta.lock();
         if self.closed.load(Ordering::SeqCst) {
             return Ok(());
@@ -138,9 +157,13 @@ impl Collection {
         self.write_manifest(&meta)
     }
 
+    fn queue_offload(&self, segment: &Arc<SealedSegment>) {
+        Collection::queue_offload(self, segment)
+    }
+
     /// Copies a sealed segment of this collection to the engine's GPU, if it has one (see
     /// [`SealedSegment::offload`]). Runs on the offload thread; holds no lock while copying.
-    pub(crate) fn offload(&self, segment: &SealedSegment) -> Offloaded {
+    fn offload(&self, segment: &SealedSegment) -> Offloaded {
         let Some(gpu) = &self.gpu else {
             return Offloaded::Skipped;
         };
@@ -154,13 +177,6 @@ impl Collection {
         }
         let metric = self.schema.read().metric;
         segment.offload(gpu, metric)
-    }
-
-    /// Queues a copy of `segment` to the GPU, if the engine has a GPU.
-    pub(crate) fn queue_offload(&self, segment: &Arc<SealedSegment>) {
-        if self.gpu.is_some() {
-            self.builder.submit_offload(self.me.clone(), segment);
-        }
     }
 }
 

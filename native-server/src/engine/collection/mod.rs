@@ -156,19 +156,6 @@ impl Collection {
             .collect()
     }
 
-    /// Runs `f` (which writes or deletes files of this collection) unless the collection is
-    /// closed (`None`); `close` waits for it.
-    pub(crate) fn while_open<T>(
-        &self,
-        f: impl FnOnce() -> EngineResult<T>,
-    ) -> EngineResult<Option<T>> {
-        let _files = self.files.read();
-        if self.closed.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        f().map(Some)
-    }
-
     pub(crate) fn dim_metric(&self) -> (usize, Metric) {
         let s = self.schema.read();
         (s.dim, s.metric)
