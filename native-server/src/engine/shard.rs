@@ -1,4 +1,5 @@
-//! A shard: one growing segment, sealed segments, and the map from id to row.
+//! A shard: one growing segment, the frozen one a checkpoint is sealing, sealed segments, and
+//! the map from id to row.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,26 @@ use super::wal::WalOp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
     Growing(u32),
+    Frozen(u32),
     Sealed { segment: u64, row: u32 },
+}
+
+/// A growing segment frozen by a checkpoint while it is written as the sealed segment `id`
+/// (off the applier): its rows keep their positions, are still searched and read here, and
+/// deletions mark `live` until the sealed segment replaces it.
+pub struct FrozenSegment {
+    /// The sealed segment it becomes.
+    pub id: u64,
+    pub ids: Arc<Vec<u64>>,
+    pub vectors: Arc<Vec<f32>>,
+    pub live: Bitmap,
+    pub live_count: usize,
+}
+
+impl FrozenSegment {
+    fn memory_bytes(&self) -> u64 {
+        (self.vectors.capacity() * 4 + self.ids.capacity() * 8 + self.live.as_bytes().len()) as u64
+    }
 }
 
 /// A sealed segment with the shard's view of its deletions.
@@ -77,6 +97,7 @@ pub fn merge_per_query(
 #[derive(Default)]
 pub struct ShardState {
     pub growing: GrowingSegment,
+    pub frozen: Option<FrozenSegment>,
     pub sealed: Vec<SealedEntry>,
     pub locations: HashMap<u64, Location>,
 }
@@ -145,6 +166,13 @@ impl ShardState {
                 self.growing.kill(row);
                 true
             }
+            Some(Location::Frozen(row)) => {
+                if let Some(f) = self.frozen.as_mut().filter(|f| f.live.get(row as usize)) {
+                    f.live.set(row as usize, false);
+                    f.live_count -= 1;
+                }
+                true
+            }
             Some(Location::Sealed { segment, row }) => {
                 if let Some(e) = self.sealed_mut(segment) {
                     e.tombstone(row as usize);
@@ -153,6 +181,54 @@ impl ShardState {
             }
             None => false,
         }
+    }
+
+    /// Freezes the growing segment as the future sealed segment `id` (a new growing segment
+    /// takes writes); answers whether it held live rows (if not, it is simply dropped). The
+    /// shard must have no frozen segment.
+    pub fn freeze(&mut self, id: u64) -> bool {
+        debug_assert!(self.frozen.is_none());
+        let g = std::mem::take(&mut self.growing);
+        if g.live_count == 0 {
+            return false;
+        }
+        for row in g.live.ones() {
+            self.locations
+                .insert(g.ids[row], Location::Frozen(row as u32));
+        }
+        self.frozen = Some(FrozenSegment {
+            id,
+            ids: Arc::new(g.ids),
+            vectors: Arc::new(g.vectors),
+            live: g.live,
+            live_count: g.live_count,
+        });
+        true
+    }
+
+    /// Replaces the frozen segment by `segment`, written from its rows in the same order;
+    /// rows deleted since the freeze are deleted in it (`dirty` until `live.bin` says so).
+    pub fn install_sealed(&mut self, segment: Arc<SealedSegment>) {
+        let Some(f) = self.frozen.take() else {
+            return;
+        };
+        debug_assert_eq!((f.id, f.ids.len()), (segment.id, segment.rows()));
+        for row in f.live.ones() {
+            self.locations.insert(
+                f.ids[row],
+                Location::Sealed {
+                    segment: segment.id,
+                    row: row as u32,
+                },
+            );
+        }
+        let dirty = f.live_count < segment.rows();
+        self.sealed.push(SealedEntry {
+            segment,
+            live: f.live,
+            live_count: f.live_count,
+            dirty,
+        });
     }
 
     /// Inserts or replaces `id`.
@@ -184,6 +260,11 @@ impl ShardState {
                 let r = row as usize;
                 Some(self.growing.vectors[r * dim..(r + 1) * dim].to_vec())
             }
+            Location::Frozen(row) => {
+                let r = row as usize;
+                let f = self.frozen.as_ref()?;
+                Some(f.vectors[r * dim..(r + 1) * dim].to_vec())
+            }
             Location::Sealed { segment, row } => self
                 .sealed
                 .iter()
@@ -206,6 +287,17 @@ impl ShardState {
         let mut per_segment = Vec::with_capacity(self.sealed.len() + 1);
         if self.growing.live_count > 0 {
             per_segment.push(self.growing.search(queries, dim, metric, params.k));
+        }
+        if let Some(f) = self.frozen.as_ref().filter(|f| f.live_count > 0) {
+            per_segment.push(crate::index::blas_exact::exact_search(
+                &f.vectors,
+                &f.ids,
+                queries,
+                dim,
+                metric,
+                params.k,
+                Some(&f.live),
+            ));
         }
         for e in &self.sealed {
             if e.live_count > 0 {
@@ -243,6 +335,27 @@ impl ShardState {
             gpu_bytes: 0,
             gpu_note: None,
         }];
+        if let Some(f) = &self.frozen {
+            out.push(SegmentInfo {
+                id: Some(f.id),
+                shard,
+                state: SegmentState::Sealing,
+                rows: f.ids.len(),
+                live_rows: f.live_count,
+                index: SegmentIndexInfo {
+                    state: IndexState::Exact,
+                    index_type: None,
+                    spec: None,
+                    progress: None,
+                    note: Some("being written as a sealed segment; searched exactly".into()),
+                    reason: None,
+                },
+                memory_bytes: f.memory_bytes(),
+                mapped_bytes: 0,
+                gpu_bytes: 0,
+                gpu_note: None,
+            });
+        }
         out.extend(self.sealed.iter().map(|e| e.segment.info(e.live_count)));
         out
     }
@@ -251,6 +364,7 @@ impl ShardState {
     pub fn memory_bytes(&self) -> u64 {
         let map = self.locations.capacity() as u64 * 24;
         self.growing.memory_bytes() as u64
+            + self.frozen.as_ref().map_or(0, FrozenSegment::memory_bytes)
             + map
             + self
                 .sealed

@@ -52,6 +52,9 @@ pub struct MemoryInfo {
 #[serde(rename_all = "lowercase")]
 pub enum SegmentState {
     Growing,
+    /// A growing segment a checkpoint is writing as a sealed segment, in the background:
+    /// searched exactly until the sealed segment replaces it.
+    Sealing,
     Sealed,
 }
 
@@ -136,6 +139,7 @@ mod tests {
     #[test]
     fn states_serialise_as_the_names_describe_always_used() {
         assert_eq!(to_value(SegmentState::Growing).unwrap(), json!("growing"));
+        assert_eq!(to_value(SegmentState::Sealing).unwrap(), json!("sealing"));
         assert_eq!(to_value(SegmentState::Sealed).unwrap(), json!("sealed"));
         assert_eq!(to_value(IndexState::Exact).unwrap(), json!("exact"));
         assert_eq!(to_value(IndexState::Building).unwrap(), json!("building"));

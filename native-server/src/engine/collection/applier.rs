@@ -1,11 +1,11 @@
 //! The applier: one thread per collection that takes logged writes in sequence order, waits
 //! until each is durable, appends it to the change log, applies it to the shards and
-//! advances the applied sequence; it also runs checkpoints (automatic, `flush`, `compact`),
-//! so that no write is applied meanwhile. Applying can be paused.
+//! advances the applied sequence; it also starts checkpoints (automatic, `flush`,
+//! `compact`): it freezes the growing segments, and a seal thread writes them while it goes
+//! on applying writes. Applying can be paused.
 
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::Collection;
 use crate::engine::error::EngineResult;
@@ -22,9 +22,6 @@ pub(super) enum ApplierMsg {
 /// Delete records whose count of removed ids is kept for their callers.
 const DELETE_COUNTS_KEPT: usize = 4096;
 
-/// How long the applier waits after a failed automatic checkpoint before trying again.
-const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
-
 impl Collection {
     pub(super) fn start_applier(self: &Arc<Self>) {
         let (tx, rx) = channel::<ApplierMsg>();
@@ -32,9 +29,6 @@ impl Collection {
         let handle = std::thread::Builder::new()
             .name(format!("apply-{}", self.name()))
             .spawn(move || {
-                // After a failed automatic checkpoint (a full disk), the next waits a while
-                // instead of rewriting segments again on every record.
-                let mut retry_at: Option<Instant> = None;
                 while let Ok(msg) = rx.recv() {
                     match msg {
                         ApplierMsg::Record(record) => {
@@ -63,19 +57,15 @@ impl Collection {
                             if vacuum {
                                 me.optimizer.wake();
                             }
-                            if due && retry_at.is_none_or(|t| Instant::now() >= t) {
-                                retry_at = match me.checkpoint() {
-                                    Ok(()) => None,
-                                    Err(e) => {
-                                        tracing::error!(collection = %me.name(), error = %e, "checkpoint failed; retrying in {} s", CHECKPOINT_RETRY.as_secs());
-                                        Some(Instant::now() + CHECKPOINT_RETRY)
-                                    }
-                                };
+                            // While a seal runs (or just failed), the growing segment keeps
+                            // taking writes past `seal_rows`.
+                            if due && me.may_checkpoint() {
+                                me.checkpoint(None);
                             }
                         }
                         ApplierMsg::Flush(reply) => {
                             me.wait_unpaused();
-                            let _ = reply.send(me.checkpoint());
+                            me.checkpoint(Some(reply));
                         }
                         ApplierMsg::Stop => break,
                     }

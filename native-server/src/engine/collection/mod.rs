@@ -92,6 +92,10 @@ pub struct Collection {
     files: RwLock<()>,
     /// Background rewrites of sealed segments (merges, vacuum, compaction).
     optimizer: merge::Optimizer,
+    /// The seal thread of the checkpoint in progress (see `checkpoint`).
+    sealing: Mutex<Option<JoinHandle<()>>>,
+    /// When automatic checkpoints may try again after a failed seal.
+    seal_retry_at: Mutex<Option<std::time::Instant>>,
     /// How many ids the latest delete records removed, by sequence, counted as they were
     /// applied (a bounded window: the deletes waiting for their count are recent).
     deleted: Mutex<std::collections::VecDeque<(Seq, usize)>>,
@@ -123,6 +127,9 @@ impl Collection {
         if let Some(h) = self.applier.lock().take() {
             let _ = h.join();
         }
+        // A seal the applier started finishes (its writes are acknowledged and logged; once
+        // sealed they need no replay).
+        self.join_seal();
     }
 
     /// The collection's name.

@@ -231,6 +231,8 @@ impl Collection {
             snapshots: Default::default(),
             files: RwLock::new(()),
             optimizer: Default::default(),
+            sealing: Default::default(),
+            seal_retry_at: Default::default(),
             deleted: Default::default(),
             me: me.clone(),
         });

@@ -86,6 +86,14 @@ impl Collection {
                     ));
                 }
             }
+            if let Some(f) = &shard.frozen {
+                for row in f.live.ones() {
+                    let id = f.ids[row];
+                    if subset.admits(id) {
+                        rows.push((id, f.vectors[row * dim..(row + 1) * dim].to_vec()));
+                    }
+                }
+            }
             for e in &shard.sealed {
                 for row in e.live.ones() {
                     let id = e.segment.ids()[row];

@@ -91,7 +91,11 @@ impl Collection {
         // it once between them.
         let counted = self.wait_applied(seq).ok().and_then(|_| {
             let recent = self.deleted.lock();
-            recent.iter().rev().find(|(s, _)| *s == seq).map(|&(_, n)| n)
+            recent
+                .iter()
+                .rev()
+                .find(|(s, _)| *s == seq)
+                .map(|&(_, n)| n)
         });
         let deleted = counted.unwrap_or_else(|| {
             // Applying stalled after the delete was logged: the ids still there now.
