@@ -23,6 +23,21 @@ pub enum EngineError {
     #[error("collection {name:?} already exists")]
     CollectionExists { name: String },
 
+    #[error("alias {name:?} does not exist")]
+    AliasNotFound { name: String },
+
+    /// A collection may not take the name of an alias.
+    #[error("{name:?} is an alias (of collection {collection:?}): a collection may not have an alias's name; delete the alias first")]
+    NameIsAlias { name: String, collection: String },
+
+    /// An alias may not take the name of a collection.
+    #[error("{name:?} is a collection: an alias may not have a collection's name")]
+    NameIsCollection { name: String },
+
+    /// A drop of a collection that aliases point to.
+    #[error("collection {name:?} has aliases ({}): delete them or switch them to another collection first", aliases.join(", "))]
+    CollectionHasAliases { name: String, aliases: Vec<String> },
+
     #[error("invalid collection name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
 
@@ -102,6 +117,10 @@ impl EngineError {
             EngineError::Invalid(e) => e.code(),
             EngineError::CollectionNotFound { .. } => "collection_not_found",
             EngineError::CollectionExists { .. } => "collection_exists",
+            EngineError::AliasNotFound { .. } => "alias_not_found",
+            EngineError::NameIsAlias { .. } => "name_is_alias",
+            EngineError::NameIsCollection { .. } => "name_is_collection",
+            EngineError::CollectionHasAliases { .. } => "collection_has_aliases",
             EngineError::InvalidName { .. } => "invalid_name",
             EngineError::IdsNotAllowed => "ids_not_allowed",
             EngineError::IdsRequired => "ids_required",
@@ -124,12 +143,14 @@ impl EngineError {
         match self {
             EngineError::Invalid(e) if e.is_client_error() => ErrorKind::BadRequest,
             EngineError::Invalid(_) => ErrorKind::Internal,
-            EngineError::CollectionNotFound { .. } | EngineError::IdNotFound { .. } => {
-                ErrorKind::NotFound
-            }
-            EngineError::CollectionExists { .. } | EngineError::SnapshotRequired { .. } => {
-                ErrorKind::Conflict
-            }
+            EngineError::CollectionNotFound { .. }
+            | EngineError::AliasNotFound { .. }
+            | EngineError::IdNotFound { .. } => ErrorKind::NotFound,
+            EngineError::CollectionExists { .. }
+            | EngineError::NameIsAlias { .. }
+            | EngineError::NameIsCollection { .. }
+            | EngineError::CollectionHasAliases { .. }
+            | EngineError::SnapshotRequired { .. } => ErrorKind::Conflict,
             EngineError::SnapshotTooLarge { .. } => ErrorKind::TooLarge,
             EngineError::InvalidName { .. }
             | EngineError::IdsNotAllowed

@@ -8,6 +8,7 @@
 //! collections/<name>/segments/<id>/{rows.bin, live.bin, index-<generation>.faiss}
 //! collections/.creating-<name>/     a create in progress (renamed to <name> when complete)
 //! collections/.dropped-<name>.<n>/  a dropped collection's files, being removed
+//! aliases.json                      alias → collection (see `aliases`)
 //! ```
 //!
 //! Create and drop of one name are linearisable: they hold the name (`Engine::claim`)
@@ -15,7 +16,14 @@
 //! the name's path (a durable rename to a unique tombstone) before it lets the name go, so a
 //! create that follows finds the path free. Directories whose names start with `.` are
 //! leftovers of interrupted creates or drops and are removed on open.
+//!
+//! Aliases share the collections' names and their turns: a change of alias `a` to collection
+//! `c` holds both `a` and `c`, so it is linearisable with creates and drops of either name
+//! (a collection is never created with an alias's name, an alias never takes a collection's,
+//! and a collection that aliases point to is not dropped). [`Engine::collection`] resolves
+//! aliases, so everything that looks a collection up by name accepts an alias.
 
+mod aliases;
 mod builder;
 mod changelog;
 mod collection;
@@ -38,6 +46,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+pub use aliases::ALIASES_FILE;
 pub use changelog::{ChangeLog, Head, LogStats, Read as ChangesRead, Retention};
 pub use collection::{Collection, Export, Snapshot, SnapshotOptions, Subset, REFRESH_CHANGES};
 pub use config::{EngineConfig, FsyncPolicy};
@@ -51,6 +60,7 @@ pub use types::{
     SearchResult, SegmentState, WriteAck,
 };
 
+use aliases::Aliases;
 use builder::IndexBuilder;
 use search_pool::SearchPool;
 
@@ -60,7 +70,10 @@ use crate::index::gpu::GpuDevice;
 pub struct Engine {
     config: Arc<EngineConfig>,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
-    /// Names a create or drop is working on (see `Engine::claim`).
+    /// Alias → collection, persisted in `aliases.json`. Lock order: `aliases`, then
+    /// `collections`.
+    aliases: Aliases,
+    /// Names a create, drop or alias change is working on (see `Engine::claim`).
     claimed: Mutex<HashSet<String>>,
     claimed_cv: Condvar,
     /// Makes tombstone names unique within the process (with the time, across restarts).
@@ -80,6 +93,7 @@ impl Engine {
         let config = Arc::new(config);
         let builder = IndexBuilder::new(config.build_threads, gpu.is_some());
         let searcher = SearchPool::new(config.search_threads)?;
+        let aliases = Aliases::load(&config.data_dir)?;
         let mut collections = BTreeMap::new();
         for entry in
             std::fs::read_dir(&root).map_err(EngineError::io(format!("list {}", root.display())))?
@@ -113,9 +127,21 @@ impl Engine {
             )?;
             collections.insert(name, collection);
         }
+        for (alias, target) in aliases.list() {
+            if !collections.contains_key(&target) {
+                tracing::warn!(alias, collection = target, "an alias names a collection that does not exist: requests through it answer collection_not_found");
+            }
+            if collections.contains_key(&alias) {
+                tracing::warn!(
+                    alias,
+                    "an alias has the name of a collection: the collection is what the name finds"
+                );
+            }
+        }
         Ok(Self {
             config,
             collections: RwLock::new(collections),
+            aliases,
             claimed: Mutex::new(HashSet::new()),
             claimed_cv: Condvar::new(),
             drops: AtomicU64::new(0),
@@ -138,14 +164,24 @@ impl Engine {
     /// of the same name waits, so each sees the map entry and the directory the one before
     /// left. Other names, lookups and the collections' own work never wait for it.
     fn claim(&self, name: &str) -> Claim<'_> {
+        self.claim_all(&[name])
+    }
+
+    /// Holds all of `names` at once (an alias change holds the alias and its collection);
+    /// taken together, so two claims of overlapping names never wait for each other in a
+    /// cycle.
+    fn claim_all(&self, names: &[&str]) -> Claim<'_> {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names.dedup();
         let mut claimed = self.claimed.lock();
-        while claimed.contains(name) {
+        while names.iter().any(|n| claimed.contains(n)) {
             self.claimed_cv.wait(&mut claimed);
         }
-        claimed.insert(name.to_string());
+        claimed.extend(names.iter().cloned());
         Claim {
             engine: self,
-            name: name.to_string(),
+            names,
         }
     }
 
@@ -180,6 +216,12 @@ impl Engine {
         let _claim = self.claim(&schema.name);
         if self.collections.read().contains_key(&schema.name) {
             return Err(EngineError::CollectionExists { name: schema.name });
+        }
+        if let Some(collection) = self.aliases.get(&schema.name) {
+            return Err(EngineError::NameIsAlias {
+                name: schema.name,
+                collection,
+            });
         }
         let dir = self.root().join(&schema.name);
         if std::fs::symlink_metadata(&dir).is_ok() {
@@ -217,15 +259,67 @@ impl Engine {
         Ok(collection)
     }
 
-    /// Looks a collection up.
+    /// Looks a collection up by its name or an alias's. Both maps are read at once, so the
+    /// answer is the alias's target before or after a switch, never neither.
     pub fn collection(&self, name: &str) -> EngineResult<Arc<Collection>> {
-        self.collections
-            .read()
+        let aliases = self.aliases.read();
+        let collections = self.collections.read();
+        collections
             .get(name)
+            .or_else(|| aliases.get(name).and_then(|target| collections.get(target)))
             .cloned()
             .ok_or_else(|| EngineError::CollectionNotFound {
                 name: name.to_string(),
             })
+    }
+
+    /// Points `alias` at `collection`, creating the alias or switching it in one durable
+    /// write; answers the collection it pointed to before, if any. The alias must be a valid
+    /// name that is not a collection's; the collection must exist (an alias of an alias is
+    /// not one).
+    pub fn set_alias(&self, alias: &str, collection: &str) -> EngineResult<Option<String>> {
+        validate_name(alias)?;
+        let _claim = self.claim_all(&[alias, collection]);
+        if self.collections.read().contains_key(alias) {
+            return Err(EngineError::NameIsCollection {
+                name: alias.to_string(),
+            });
+        }
+        if !self.collections.read().contains_key(collection) {
+            return Err(EngineError::CollectionNotFound {
+                name: collection.to_string(),
+            });
+        }
+        self.aliases
+            .update(|m| m.insert(alias.to_string(), collection.to_string()))
+    }
+
+    /// Deletes an alias (its collection stays); answers the collection it pointed to.
+    pub fn delete_alias(&self, alias: &str) -> EngineResult<String> {
+        let _claim = self.claim(alias);
+        if self.aliases.get(alias).is_none() {
+            return Err(EngineError::AliasNotFound {
+                name: alias.to_string(),
+            });
+        }
+        let removed = self.aliases.update(|m| m.remove(alias))?;
+        removed.ok_or_else(|| EngineError::AliasNotFound {
+            name: alias.to_string(),
+        })
+    }
+
+    /// The collection `alias` points to.
+    pub fn alias(&self, alias: &str) -> EngineResult<String> {
+        self.aliases
+            .get(alias)
+            .ok_or_else(|| EngineError::AliasNotFound {
+                name: alias.to_string(),
+            })
+    }
+
+    /// Every alias with its collection, by alias.
+    pub fn aliases(&self) -> Vec<(String, String)> {
+        self.aliases.list()
     }
 
     /// Names of all collections.
@@ -241,8 +335,27 @@ impl Engine {
     /// directory was renamed (durably) to a tombstone before the name was let go, and the
     /// tombstone is deleted after that (a deletion cut short finishes on the next open).
     /// Requests already holding the collection answer `closed` or finish before the drop.
+    ///
+    /// A collection that aliases point to is not dropped
+    /// ([`EngineError::CollectionHasAliases`]); neither is one named through an alias.
     pub fn drop_collection(&self, name: &str) -> EngineResult<()> {
         let claim = self.claim(name);
+        let aliases = self.aliases.of(name);
+        if !aliases.is_empty() {
+            return Err(EngineError::CollectionHasAliases {
+                name: name.to_string(),
+                aliases,
+            });
+        }
+        if let Some(target) = self.aliases.get(name) {
+            if !self.collections.read().contains_key(name) {
+                let aliases = self.aliases.of(&target);
+                return Err(EngineError::CollectionHasAliases {
+                    name: target,
+                    aliases,
+                });
+            }
+        }
         let collection = self.collections.write().remove(name).ok_or_else(|| {
             EngineError::CollectionNotFound {
                 name: name.to_string(),
@@ -284,15 +397,19 @@ impl Engine {
     }
 }
 
-/// A name held by a create or drop ([`Engine::claim`]).
+/// Names held by a create, drop or alias change ([`Engine::claim`]).
 struct Claim<'a> {
     engine: &'a Engine,
-    name: String,
+    names: Vec<String>,
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.engine.claimed.lock().remove(&self.name);
+        let mut claimed = self.engine.claimed.lock();
+        for n in &self.names {
+            claimed.remove(n);
+        }
+        drop(claimed);
         self.engine.claimed_cv.notify_all();
     }
 }

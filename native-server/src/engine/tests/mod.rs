@@ -8,6 +8,7 @@ use proxima_core::{ConsistencyLevel, Error as CoreError, IndexSpec, Metric, Sear
 
 use super::*;
 
+mod aliases;
 mod compaction;
 mod indexes;
 mod recall;
