@@ -318,6 +318,7 @@ where
     let response = match result {
         Ok(r) => r,
         Err(e) => {
+            // The log has the full message; the answer no paths of the server's.
             if e.status == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::error!(route = route.path, method = %route.method, collection = name.as_deref().unwrap_or(""), code = %e.code, message = %e.message, "internal error");
             } else if e.status.is_server_error()
@@ -325,7 +326,8 @@ where
             {
                 tracing::warn!(route = route.path, collection = name.as_deref().unwrap_or(""), code = %e.code, message = %e.message, "unavailable");
             }
-            e.into_response()
+            let data_dir = state.engine().map(|e| e.config().data_dir.clone());
+            e.for_client(data_dir.as_deref()).into_response()
         }
     };
     let status = response.status();
