@@ -28,6 +28,7 @@ fn ok<T: serde::Serialize>(value: &T) -> Answer {
     json(StatusCode::OK, value)
 }
 
+/// The collection the `{name}` parameter names, directly or through an alias.
 fn collection(s: &AppState, c: &Call) -> Result<std::sync::Arc<Collection>, ApiError> {
     Ok(s.engine_or_503()?.collection(c.name())?)
 }
@@ -179,7 +180,7 @@ pub fn insert(s: &AppState, c: &Call) -> Answer {
         (req.vectors.into_flat(dim)?, req.ids)
     };
     let ack = col.insert(&vectors, ids.as_deref())?;
-    s.metrics.inserted(c.name(), ack.ids.len());
+    s.metrics.inserted(&col.name(), ack.ids.len());
     ok(&ack)
 }
 
@@ -196,7 +197,7 @@ pub fn delete(s: &AppState, c: &Call) -> Answer {
     let col = collection(s, c)?;
     let req: DeleteRequest = parse(&c.body)?;
     let ack = col.delete(&req.ids)?;
-    s.metrics.deleted(c.name(), ack.deleted);
+    s.metrics.deleted(&col.name(), ack.deleted);
     ok(&ack)
 }
 
@@ -217,7 +218,7 @@ pub fn search(s: &AppState, c: &Call) -> Answer {
         req.session_seq,
         &c.cancel,
     )?;
-    s.metrics.searched(c.name(), nq);
+    s.metrics.searched(&col.name(), nq);
     ok(&SearchResponse {
         results: result.hits,
         seq: result.seq,
@@ -230,7 +231,7 @@ pub fn rebuild(s: &AppState, c: &Call) -> Answer {
     let SpecBody(spec) = parse::<SpecBody>(&c.body)?;
     let generation = col.rebuild_index(spec)?;
     tracing::info!(
-        collection = c.name(),
+        collection = %col.name(),
         generation,
         ?spec,
         "index build queued"

@@ -15,6 +15,7 @@
 //!   bounded shutdown;
 //! * `demo` — the demo's status and documents; [`web`] — the page and the web package.
 
+pub mod aliases;
 pub mod auth;
 mod demo;
 pub mod errors;

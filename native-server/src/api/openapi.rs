@@ -152,6 +152,25 @@ fn schemas() -> Value {
                 "took_ms": {"type": "number"}
             }
         },
+        "AliasRequest": {
+            "type": "object",
+            "required": ["collection"],
+            "additionalProperties": false,
+            "description": "The collection the alias is to point to (a collection, not another alias).",
+            "properties": {"collection": {"type": "string"}}
+        },
+        "Alias": {
+            "type": "object",
+            "properties": {
+                "alias": {"type": "string"},
+                "collection": {"type": "string"},
+                "previous": {"type": "string", "description": "PUT only, when the alias existed: the collection it pointed to before"}
+            }
+        },
+        "AliasList": {
+            "type": "object",
+            "properties": {"aliases": {"type": "array", "items": {"$ref": "#/components/schemas/Alias"}}}
+        },
         "EmbedRequest": {"type": "object", "required": ["texts"], "properties": {"texts": {"type": "array", "items": {"type": "string"}}}},
         "PlanRequest": {
             "type": "object",
@@ -226,6 +245,11 @@ fn operation(route: &super::routes::Route) -> Value {
     unavailable["description"] = json!(UNAVAILABLE);
     responses.insert("503".into(), unavailable);
     responses.insert("5XX".into(), error.clone());
+    if route.access == Access::Write {
+        let mut full = error.clone();
+        full["description"] = json!(OUT_OF_DISK);
+        responses.insert("507".into(), full);
+    }
     let mut note = None;
     if route.path == "/v1/collections/{name}" {
         let described = |description: &str| {
@@ -237,10 +261,17 @@ fn operation(route: &super::routes::Route) -> Value {
             if let Some(ok) = responses.remove("200") {
                 responses.insert("201".into(), ok);
             }
-            responses.insert("409".into(), described("collection_exists"));
+            responses.insert(
+                "409".into(),
+                described("collection_exists, or name_is_alias (an alias has the name)"),
+            );
             note = Some(CREATE_DROP);
         } else if route.method == warp::http::Method::DELETE {
             responses.insert("404".into(), described("collection_not_found"));
+            responses.insert(
+                "409".into(),
+                described("collection_has_aliases: aliases point to the collection (the message names them); delete or switch them first"),
+            );
             note = Some(CREATE_DROP);
         }
     }
@@ -274,9 +305,14 @@ fn response_schema(route: &super::routes::Route) -> Option<&'static str> {
         (&Method::GET, "/v1/collections/{name}") => Some("Description"),
         (&Method::POST, "/v1/collections/{name}/vectors") => Some("WriteAck"),
         (&Method::POST, "/v1/collections/{name}/search") => Some("SearchResponse"),
+        (&Method::GET, "/v1/aliases") => Some("AliasList"),
+        (&Method::GET | &Method::PUT, "/v1/aliases/{alias}") => Some("Alias"),
         _ => None,
     }
 }
+
+/// What a 507 means, on every write.
+const OUT_OF_DISK: &str = "out_of_disk (Insufficient Storage): the disk or the quota is full (ENOSPC, EDQUOT) where the write had to go (write-ahead log append or fsync, segment, manifest or change log file); nothing unwritten was acknowledged. Free space and retry (after a failed fsync of the write-ahead log, writes answer this until the server restarts).";
 
 /// What a 503 means, on every operation.
 const UNAVAILABLE: &str = "unavailable: not_ready (recovery), consistency_timeout, request_timeout (a read past --request-timeout, 60 s by default: a search stops part-way), too_many_connections (past --max-connections; the connection is closed, retry shortly), embedder_unavailable";
@@ -327,6 +363,13 @@ mod tests {
             let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {}", r.method, r.path);
             assert!(op["responses"]["503"].is_object());
+            assert_eq!(
+                op["responses"]["507"].is_object(),
+                r.access == Access::Write,
+                "{} {}",
+                r.method,
+                r.path
+            );
             if r.path == "/v1/collections/{name}" && r.method == "PUT" {
                 assert!(op["responses"]["201"].is_object() && op["responses"]["409"].is_object());
                 assert!(op["responses"]["200"].is_null());

@@ -92,6 +92,10 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/demo/docs", Write, Some("DemoDoc"), super::demo::add, "Add a document to the demo: {name, description} is embedded and inserted; answers its new id."),
     route!(DELETE "/v1/demo/docs/{id}", Write, None, super::demo::delete, "Delete a document of the demo (its vector and its text)."),
     route!(GET "/v1/collections/{name}/snapshot", Read, None, super::sync::snapshot, "A cache snapshot: the collection's live rows as the cache's HNSW in its byte format, behind a header with the sequence and handle (?storage=f32|sq8|sq8_rerank, ?limit= highest ids, ?id_min=&id_max=). 413 snapshot_too_large above --snapshot-max-bytes."),
+    route!(GET "/v1/aliases", Read, None, super::aliases::list, "List aliases: {aliases: [{alias, collection}]}."),
+    route!(PUT "/v1/aliases/{alias}", Write, Some("AliasRequest"), super::aliases::put, "Create an alias of a collection, or switch it to another collection (one durable, atomic write; requests through the alias go to the old collection or the new one, none fails). Every /v1/collections/{name} route accepts an alias as the name. 409 name_is_collection when a collection has the alias's name; 404 collection_not_found."),
+    route!(GET "/v1/aliases/{alias}", Read, None, super::aliases::get, "The collection an alias points to (404 alias_not_found)."),
+    route!(DELETE "/v1/aliases/{alias}", Write, None, super::aliases::delete, "Delete an alias (its collection stays)."),
 ];
 
 fn path_filter(template: &'static str) -> BoxedFilter<(Vec<String>,)> {
@@ -334,14 +338,16 @@ where
     // Label with the collection only while it exists, so that requests naming arbitrary
     // collections, and collections created and dropped, cannot grow the label set without
     // bound (a drop forgets the collection's series; its own request is counted unlabelled).
-    let label = match &name {
-        Some(n) if state.engine().is_some_and(|e| e.collection(n).is_ok()) => n.as_str(),
-        _ => "",
-    };
+    // Through an alias, the label is the collection it points to.
+    let label = name
+        .as_deref()
+        .and_then(|n| state.engine()?.collection(n).ok())
+        .map(|c| c.name())
+        .unwrap_or_default();
     let secs = started.elapsed().as_secs_f64();
     state
         .metrics
-        .observe(route.path, method.as_str(), status.as_u16(), label, secs);
+        .observe(route.path, method.as_str(), status.as_u16(), &label, secs);
     tracing::debug!(route = route.path, method = %method, status = status.as_u16(), ms = secs * 1e3, "request");
     response
 }

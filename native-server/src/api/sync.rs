@@ -192,7 +192,7 @@ pub fn changes(s: &AppState, c: &Call) -> Result<Response, ApiError> {
         }
     };
     s.metrics
-        .feed_served(c.name(), records.len(), head.saturating_sub(q.since));
+        .feed_served(&col.name(), records.len(), head.saturating_sub(q.since));
     let batch = ChangeBatch {
         collection: col.name(),
         handle: col.handle(),
@@ -268,7 +268,7 @@ pub fn snapshot(s: &AppState, c: &Call) -> Result<Response, ApiError> {
         }
         _ => binary(snap.bytes.clone()),
     };
-    s.metrics.snapshot_served(c.name(), r_len(&r));
+    s.metrics.snapshot_served(&col.name(), r_len(&r));
     set(&mut r, "x-proxima-bytes", snap.bytes.len());
     set(&mut r, "x-proxima-seq", snap.header.seq);
     set(&mut r, "x-proxima-handle", &snap.header.handle);
