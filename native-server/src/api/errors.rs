@@ -113,6 +113,7 @@ impl From<EngineError> for ApiError {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::OutOfDisk => StatusCode::INSUFFICIENT_STORAGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut err = Self::new(status, e.code(), e.to_string());
@@ -279,6 +280,28 @@ mod tests {
         );
         let e: ApiError = EngineError::Closed.into();
         assert_eq!(e.status.as_u16(), 503);
+        // A full disk (ENOSPC, EDQUOT) anywhere in a write path: 507, not 500.
+        for errno in [28, 122] {
+            let e: ApiError = EngineError::from_io(
+                "append to the write-ahead log",
+                std::io::Error::from_raw_os_error(errno),
+            )
+            .into();
+            assert_eq!((e.status.as_u16(), &*e.code), (507, "out_of_disk"));
+        }
+        let e: ApiError = EngineError::from_io(
+            "write /srv/data/collections/c/manifest.tmp",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        )
+        .into();
+        let e = e.for_client(Some(Path::new("/srv/data")));
+        assert_eq!((e.status.as_u16(), &*e.code), (507, "out_of_disk"));
+        assert!(
+            e.message
+                .starts_with("write collections/c/manifest.tmp: out of disk space: "),
+            "{}",
+            e.message
+        );
         let e: ApiError = CoreError::Backend {
             message: "x".into(),
         }

@@ -323,7 +323,9 @@ where
         Ok(r) => r,
         Err(e) => {
             // The log has the full message; the answer no paths of the server's.
-            if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+            if e.status == StatusCode::INTERNAL_SERVER_ERROR
+                || e.status == StatusCode::INSUFFICIENT_STORAGE
+            {
                 tracing::error!(route = route.path, method = %route.method, collection = name.as_deref().unwrap_or(""), code = %e.code, message = %e.message, "internal error");
             } else if e.status.is_server_error()
                 && !matches!(&*e.code, "not_ready" | "embedder_unavailable")

@@ -71,6 +71,16 @@ pub enum EngineError {
         source: std::io::Error,
     },
 
+    /// The disk (or the user's quota) is full: the write, checkpoint or file it names was not
+    /// made. Nothing unwritten is acknowledged; free space and retry. Every I/O error goes
+    /// through [`EngineError::from_io`], which makes these of `ENOSPC` and `EDQUOT`.
+    #[error("{context}: out of disk space: {source}")]
+    OutOfDisk {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("corrupt file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 
@@ -127,6 +137,8 @@ impl EngineError {
             EngineError::IdNotFound { .. } => "id_not_found",
             EngineError::ConsistencyTimeout { .. } => "consistency_timeout",
             EngineError::SessionAhead { .. } => "session_seq_ahead",
+            EngineError::Io { source, .. } if is_out_of_disk(source) => "out_of_disk",
+            EngineError::OutOfDisk { .. } => "out_of_disk",
             EngineError::Io { .. } => "io_error",
             EngineError::Corrupt { .. } => "corrupt_data",
             EngineError::Closed => "closed",
@@ -160,16 +172,57 @@ impl EngineError {
             | EngineError::Closed
             | EngineError::Cancelled
             | EngineError::DeadlineExceeded { .. } => ErrorKind::Unavailable,
+            EngineError::Io { source, .. } if is_out_of_disk(source) => ErrorKind::OutOfDisk,
+            EngineError::OutOfDisk { .. } => ErrorKind::OutOfDisk,
             EngineError::Io { .. } | EngineError::Corrupt { .. } | EngineError::Gpu(_) => {
                 ErrorKind::Internal
             }
         }
     }
 
+    /// An I/O error while doing `context` (e.g. "write <file>"): [`EngineError::OutOfDisk`]
+    /// when the disk or quota is full ([`is_out_of_disk`]), else [`EngineError::Io`].
+    pub fn from_io(context: impl Into<String>, source: std::io::Error) -> EngineError {
+        let context = context.into();
+        if is_out_of_disk(&source) {
+            EngineError::OutOfDisk { context, source }
+        } else {
+            EngineError::Io { context, source }
+        }
+    }
+
+    /// [`EngineError::from_io`] for `map_err`.
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
         let context = context.into();
-        move |source| EngineError::Io { context, source }
+        move |source| EngineError::from_io(context, source)
     }
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(source: std::io::Error) -> Self {
+        EngineError::from_io("I/O", source)
+    }
+}
+
+/// Whether `e` says the disk or the quota is full: `ENOSPC` (`StorageFull`) or `EDQUOT`
+/// (`QuotaExceeded`), also as the cause inside another I/O error (a library's wrapper).
+pub fn is_out_of_disk(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as Io;
+    #[cfg(unix)]
+    let raw = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+    #[cfg(not(unix))]
+    let raw = false;
+    if raw || matches!(e.kind(), Io::StorageFull | Io::QuotaExceeded) {
+        return true;
+    }
+    let mut cause = e.get_ref().map(|c| c as &(dyn std::error::Error + 'static));
+    while let Some(c) = cause {
+        if let Some(inner) = c.downcast_ref::<std::io::Error>() {
+            return is_out_of_disk(inner);
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Coarse error classes.
@@ -181,5 +234,68 @@ pub enum ErrorKind {
     /// The answer would be too large (HTTP 413).
     TooLarge,
     Unavailable,
+    /// The disk or quota is full (HTTP 507 Insufficient Storage).
+    OutOfDisk,
     Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_out_of_disk_wherever_it_comes_from() {
+        let full = [
+            io::Error::from_raw_os_error(28),  // ENOSPC
+            io::Error::from_raw_os_error(122), // EDQUOT
+            io::Error::from(io::ErrorKind::StorageFull),
+            io::Error::from(io::ErrorKind::QuotaExceeded),
+            // A library's error around the OS error (tempfile, a writer's wrapper).
+            io::Error::other(io::Error::from_raw_os_error(28)),
+            io::Error::other(io::Error::new(io::ErrorKind::StorageFull, "flush failed")),
+        ];
+        for source in full {
+            let shown = source.to_string();
+            assert!(is_out_of_disk(&source), "{shown}");
+            let e = EngineError::from_io("append to the write-ahead log", source);
+            assert!(matches!(e, EngineError::OutOfDisk { .. }), "{shown}: {e:?}");
+            assert_eq!((e.code(), e.kind()), ("out_of_disk", ErrorKind::OutOfDisk));
+            assert!(
+                e.to_string()
+                    .starts_with("append to the write-ahead log: out of disk space: "),
+                "{e}"
+            );
+        }
+        // The helper every call site uses, the `?` conversion, and an `Io` made by hand.
+        let e = EngineError::io("write manifest.tmp")(io::Error::from_raw_os_error(28));
+        assert_eq!(e.code(), "out_of_disk");
+        let e: EngineError = io::Error::from_raw_os_error(28).into();
+        assert_eq!(e.code(), "out_of_disk");
+        let e = EngineError::Io {
+            context: "fsync".into(),
+            source: io::Error::from_raw_os_error(28),
+        };
+        assert_eq!((e.code(), e.kind()), ("out_of_disk", ErrorKind::OutOfDisk));
+    }
+
+    #[test]
+    fn other_io_errors_stay_internal() {
+        for source in [
+            io::Error::from_raw_os_error(5), // EIO
+            io::Error::from_raw_os_error(2), // ENOENT
+            io::Error::from(io::ErrorKind::PermissionDenied),
+            io::Error::other("no space left on device, says a message"),
+        ] {
+            let shown = source.to_string();
+            assert!(!is_out_of_disk(&source), "{shown}");
+            let e = EngineError::from_io("write rows.bin", source);
+            assert_eq!(
+                (e.code(), e.kind()),
+                ("io_error", ErrorKind::Internal),
+                "{shown}"
+            );
+        }
+    }
 }

@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use proxima_core::consistency::Seq;
 
 use super::config::FsyncPolicy;
-use super::error::{EngineError, EngineResult};
+use super::error::{is_out_of_disk, EngineError, EngineResult};
 use super::fs::{create_dir_durable, sync_dir};
 
 const KIND_UPSERT: u8 = 1;
@@ -129,13 +129,37 @@ pub(super) fn decode(bytes: &[u8], dim: usize) -> Option<(WalRecord, usize)> {
     Some((WalRecord { first_seq, op }, HEADER + len))
 }
 
-/// The error of every write once the log has failed.
-fn read_only(context: &str, reason: &str) -> EngineError {
-    EngineError::Io {
-        context: context.into(),
-        source: std::io::Error::other(format!(
-            "log is read-only after an earlier failure: {reason}"
-        )),
+/// The error of every write once the log has failed: of the same kind as the failure (a
+/// full disk stays `out_of_disk`).
+fn read_only(context: &str, poison: &Poison) -> EngineError {
+    EngineError::from_io(
+        context,
+        io::Error::new(
+            poison.kind,
+            format!(
+                "log is read-only after an earlier failure until the server restarts: {}",
+                poison.reason
+            ),
+        ),
+    )
+}
+
+/// Why the log refuses writes.
+struct Poison {
+    reason: String,
+    kind: io::ErrorKind,
+}
+
+impl Poison {
+    fn of(e: &io::Error) -> Self {
+        Self {
+            reason: e.to_string(),
+            kind: if is_out_of_disk(e) {
+                io::ErrorKind::StorageFull
+            } else {
+                e.kind()
+            },
+        }
     }
 }
 
@@ -148,7 +172,7 @@ struct Writer {
     /// (first seq, path) of every live file, oldest first; the last one is being written.
     files: Vec<(Seq, PathBuf)>,
     /// Set after a failed write or fsync: the log refuses further writes until reopened.
-    poisoned: Option<String>,
+    poisoned: Option<Poison>,
 }
 
 /// The log's directory: its path and, held open, the directory itself.
@@ -344,8 +368,8 @@ impl Wal {
     pub fn append(&self, op: WalOp, on_written: impl FnOnce(WalRecord)) -> EngineResult<Seq> {
         let last = {
             let mut w = self.writer.lock();
-            if let Some(reason) = &w.poisoned {
-                return Err(read_only("write-ahead log", reason));
+            if let Some(poison) = &w.poisoned {
+                return Err(read_only("write-ahead log", poison));
             }
             let record = WalRecord {
                 first_seq: w.next_seq,
@@ -359,7 +383,7 @@ impl Wal {
                 // Cut the partial record away so later records never follow garbage.
                 let keep = w.bytes;
                 if w.file.set_len(keep).is_err() {
-                    w.poisoned = Some(e.to_string());
+                    w.poisoned = Some(Poison::of(&e));
                 }
                 return Err(EngineError::io("append to the write-ahead log")(e));
             }
@@ -379,7 +403,7 @@ impl Wal {
 
     fn rotate(&self, w: &mut Writer) -> EngineResult<()> {
         if let Err(e) = w.file.sync_data() {
-            w.poisoned = Some(e.to_string());
+            w.poisoned = Some(Poison::of(&e));
             return Err(EngineError::io("fsync the write-ahead log")(e));
         }
         self.mark_durable(w.written);
@@ -423,8 +447,8 @@ impl Wal {
             // After a failed fsync the kernel may have dropped the dirty pages and reports the
             // error only once: a second fsync succeeding proves nothing, so nothing written
             // since is acknowledged.
-            if let Some(reason) = &w.poisoned {
-                return Err(read_only("fsync the write-ahead log", reason));
+            if let Some(poison) = &w.poisoned {
+                return Err(read_only("fsync the write-ahead log", poison));
             }
             let file = w
                 .file
@@ -433,7 +457,7 @@ impl Wal {
             (file, w.written)
         };
         if let Err(e) = file.sync_data() {
-            self.writer.lock().poisoned = Some(e.to_string());
+            self.writer.lock().poisoned = Some(Poison::of(&e));
             return Err(EngineError::io("fsync the write-ahead log")(e));
         }
         self.mark_durable(written);
@@ -536,6 +560,26 @@ mod tests {
         let (_, recs) = Wal::open(dir.path(), 3, FsyncPolicy::Always, 200, 16).unwrap();
         assert_eq!(recs.first().unwrap().first_seq, 17);
         assert_eq!(recs.last().unwrap().last_seq(), 21);
+    }
+
+    /// After a failed fsync the log refuses writes, with an error of the failure's kind: a
+    /// full disk stays `out_of_disk` (507), anything else `io_error`.
+    #[test]
+    fn a_log_read_only_after_a_full_disk_says_so() {
+        let full = read_only(
+            "write-ahead log",
+            &Poison::of(&io::Error::from_raw_os_error(28)),
+        );
+        assert_eq!(full.code(), "out_of_disk");
+        assert!(
+            full.to_string().contains("until the server restarts"),
+            "{full}"
+        );
+        let other = read_only(
+            "write-ahead log",
+            &Poison::of(&io::Error::from_raw_os_error(5)),
+        );
+        assert_eq!(other.code(), "io_error");
     }
 
     /// The applier waits for durability while writers rotate files: neither may wait for the
