@@ -295,7 +295,7 @@ fn operation(route: &super::routes::Route) -> Value {
 }
 
 /// What creates and drops of one name promise each other, on both operations.
-const CREATE_DROP: &str = "Creates and drops of one name are linearisable: a create answers 201 or 409 collection_exists, a drop 200 or 404 collection_not_found, whatever else runs at the same time (a create waits for a drop of the name under way, and the reverse), and once a drop has answered the name is free. Requests that found the collection just before a drop answer 503 closed.";
+const CREATE_DROP: &str = "Creates and drops of one name are linearisable: a create answers 201 or 409 collection_exists, a drop 200 or 404 collection_not_found (or 409 collection_has_aliases while aliases point to it), whatever else runs at the same time (a create waits for a drop of the name under way, and the reverse), and once a drop has answered the name is free. Requests that found the collection just before a drop answer 503 closed.";
 
 /// Schema (in the components) of a route's successful answer, where the document has one.
 fn response_schema(route: &super::routes::Route) -> Option<&'static str> {
