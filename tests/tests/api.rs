@@ -548,6 +548,8 @@ fn every_endpoint_and_every_kind_of_bad_input() {
         call(&s, "POST", "/v1/collections/c/compact", None).status,
         200
     );
+    // The segments compaction wrote build their indexes in the background.
+    wait_index_ready(&s, "c");
     let r = call(
         &s,
         "POST",
