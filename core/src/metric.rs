@@ -355,6 +355,17 @@ pub fn dot_u8(q: &[f32], codes: &[u8]) -> f32 {
     }
 }
 
+/// SQ8 codes decoded: `out[i] = min + step · codes[i]` (as long as the shorter of the two).
+#[inline]
+pub fn decode_u8(min: f32, step: f32, codes: &[u8], out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return crate::simd128::decode_u8(min, step, codes, out);
+    #[allow(unreachable_code)]
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = min + step * f32::from(c);
+    }
+}
+
 /// Scales `v` to unit length in place; a zero vector stays zero. The norm is computed in f64,
 /// so rows of tiny or huge (finite) values normalise exactly too.
 pub fn normalize(v: &mut [f32]) {
@@ -426,6 +437,14 @@ mod tests {
         let mut v = vec![0.0; 5];
         normalize(&mut v);
         assert_eq!(v, vec![0.0; 5]);
+    }
+
+    #[test]
+    fn decode_u8_is_min_plus_step_times_code() {
+        let codes = [0u8, 1, 128, 255, 7];
+        let mut out = [f32::NAN; 5];
+        decode_u8(-0.5, 0.25, &codes, &mut out);
+        assert_eq!(out, [-0.5, -0.25, 31.5, 63.25, 1.25]);
     }
 
     proptest! {

@@ -108,7 +108,7 @@ impl Graph {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn neighbours(&self, slot: usize, level: usize) -> &[u32] {
         let list = if level == 0 {
             let start = slot * (self.m0 + 1);

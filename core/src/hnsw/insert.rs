@@ -12,9 +12,9 @@ use crate::metric::normalize;
 use crate::validate::{check_ids, check_nonzero, check_norms, check_vectors};
 
 impl Hnsw {
-    /// Checks a batch and returns it prepared for the metric (normalised for cosine).
-    fn prepare(&self, vectors: &[f32], what: &'static str) -> Result<Vec<f32>> {
-        check_vectors(vectors, self.cfg.dim, what)?;
+    /// A batch [`check_vectors`] accepted, checked further and prepared for the metric
+    /// (normalised for cosine).
+    fn prepare(&self, vectors: &[f32]) -> Result<Vec<f32>> {
         check_norms(vectors, self.cfg.dim)?;
         let mut v = vectors.to_vec();
         if self.cfg.metric.normalizes() {
@@ -31,7 +31,7 @@ impl Hnsw {
     pub fn upsert(&mut self, ids: &[VectorId], vectors: &[f32]) -> Result<UpsertReport> {
         let rows = check_vectors(vectors, self.cfg.dim, "vector")?;
         check_ids(ids, rows)?;
-        let prepared = self.prepare(vectors, "vector")?;
+        let prepared = self.prepare(vectors)?;
         let mut report = UpsertReport::default();
         let mut scratch = self.take_scratch();
         if let Some(cap) = self.effective_capacity() {
@@ -136,8 +136,7 @@ impl Hnsw {
             if scratch.results.len() < n {
                 scratch.results.push(k);
             } else if scratch.results.peek().is_some_and(|&w| k < w) {
-                scratch.results.pop();
-                scratch.results.push(k);
+                scratch.results.replace_top(k);
             }
         }
         scratch.sort_results();

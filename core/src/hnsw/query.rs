@@ -182,8 +182,7 @@ impl Hnsw {
             if scratch.results.len() < ef {
                 scratch.results.push(k);
             } else if scratch.results.peek().is_some_and(|&w| k < w) {
-                scratch.results.pop();
-                scratch.results.push(k);
+                scratch.results.replace_top(k);
             }
         }
         scratch.sort_results();

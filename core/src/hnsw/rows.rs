@@ -44,7 +44,7 @@ impl<T: Copy + Default> Rows<T> {
         self.rows
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn row(&self, i: usize) -> &[T] {
         let start = (i % BLOCK_ROWS) * self.width;
         &self.blocks[i / BLOCK_ROWS][start..start + self.width]

@@ -1,16 +1,13 @@
 //! Graph walks: the greedy descent through upper levels, the beam search of one level, and
 //! the neighbour-selection heuristic that insertions and repairs share.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use super::store::Query;
 use super::Hnsw;
 
 /// Heap entries are `u64`s ordered by distance, then slot: the distance's bits mapped to an
 /// order-preserving `u32` in the high half, the slot in the low half. One integer compare
 /// per heap step, no floats in the heaps.
-#[inline]
+#[inline(always)]
 pub(super) fn key(dist: f32, slot: u32) -> u64 {
     let bits = dist.to_bits();
     let ordered = if bits & 0x8000_0000 != 0 {
@@ -21,12 +18,12 @@ pub(super) fn key(dist: f32, slot: u32) -> u64 {
     (u64::from(ordered) << 32) | u64::from(slot)
 }
 
-#[inline]
+#[inline(always)]
 pub(super) fn key_slot(key: u64) -> u32 {
     key as u32
 }
 
-#[inline]
+#[inline(always)]
 pub(super) fn key_dist(key: u64) -> f32 {
     let ordered = (key >> 32) as u32;
     let bits = if ordered & 0x8000_0000 != 0 {
@@ -37,15 +34,128 @@ pub(super) fn key_dist(key: u64) -> f32 {
     f32::from_bits(bits)
 }
 
+/// A binary max-heap of keys: the walk's candidates (as `!key`, so the closest comes out
+/// first) and results (the worst on top). `std`'s `BinaryHeap` does the same, but its push and
+/// pop stay calls when the module is optimised for size, once or twice per scored node.
+#[derive(Default)]
+pub(super) struct KeyHeap(Vec<u64>);
+
+impl KeyHeap {
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline(always)]
+    pub fn peek(&self) -> Option<&u64> {
+        self.0.first()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    #[inline(always)]
+    pub fn push(&mut self, k: u64) {
+        let i = self.0.len();
+        self.0.push(k);
+        sift_up(&mut self.0, i, k);
+    }
+
+    /// `std`'s pop: the hole the top leaves goes down to a leaf along the larger children
+    /// (one compare per level), then the last key rises from there (it rarely rises far).
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<u64> {
+        let h = &mut self.0;
+        let last = h.pop()?;
+        let Some(&top) = h.first() else {
+            return Some(last);
+        };
+        let n = h.len();
+        let (mut hole, mut child) = (0, 1);
+        while child + 1 < n {
+            // SAFETY: `hole < child < child + 1 < n = h.len()`.
+            unsafe {
+                child += usize::from(h.get_unchecked(child) <= h.get_unchecked(child + 1));
+                *h.get_unchecked_mut(hole) = *h.get_unchecked(child);
+            }
+            hole = child;
+            child = 2 * hole + 1;
+        }
+        if child + 1 == n {
+            h[hole] = h[child];
+            hole = child;
+        }
+        sift_up(h, hole, last);
+        Some(top)
+    }
+
+    /// Replaces the top with `k` (smaller than it), which sinks to its place: a push and a pop
+    /// of the top in one pass.
+    #[inline(always)]
+    pub fn replace_top(&mut self, k: u64) {
+        let h = &mut self.0[..];
+        let n = h.len();
+        let (mut hole, mut child) = (0, 1);
+        while child + 1 < n {
+            // SAFETY: `hole < child < child + 1 < n = h.len()`.
+            unsafe {
+                child += usize::from(h.get_unchecked(child) <= h.get_unchecked(child + 1));
+                if k >= *h.get_unchecked(child) {
+                    break;
+                }
+                *h.get_unchecked_mut(hole) = *h.get_unchecked(child);
+            }
+            hole = child;
+            child = 2 * hole + 1;
+        }
+        if child + 1 == n && h[child] > k {
+            h[hole] = h[child];
+            hole = child;
+        }
+        h[hole] = k;
+    }
+
+    /// The keys, in no order; the heap is left empty.
+    pub fn drain_into(&mut self, out: &mut Vec<u64>) {
+        out.extend_from_slice(&self.0);
+        self.0.clear();
+    }
+}
+
+/// Moves `k` up from the hole at `i` to its place.
+#[inline(always)]
+fn sift_up(h: &mut [u64], mut i: usize, k: u64) {
+    assert!(i < h.len());
+    while i > 0 {
+        let parent = (i - 1) / 2;
+        // SAFETY: `parent < i < h.len()` (asserted on entry; `i` only decreases).
+        unsafe {
+            if *h.get_unchecked(parent) >= k {
+                break;
+            }
+            *h.get_unchecked_mut(i) = *h.get_unchecked(parent);
+        }
+        i = parent;
+    }
+    // SAFETY: `i` is the entry's `i` or a parent of it, below `h.len()`.
+    unsafe { *h.get_unchecked_mut(i) = k };
+}
+
 /// Buffers a search reuses, so a query allocates nothing but its answer.
 #[derive(Default)]
 pub(super) struct Scratch {
     /// `visited[slot] == stamp` marks a slot seen by the current walk.
     visited: Vec<u32>,
     stamp: u32,
-    candidates: BinaryHeap<Reverse<u64>>,
-    /// The best `ef` accepted nodes so far (a max-heap: the worst on top).
-    pub results: BinaryHeap<u64>,
+    /// Nodes to expand, as `!key` (the closest on top).
+    candidates: KeyHeap,
+    /// The best `ef` accepted nodes so far (the worst on top).
+    pub results: KeyHeap,
     /// Sorted results, reused by callers.
     pub sorted: Vec<u64>,
     /// A decoded vector (SQ8 without rows) or a prepared query.
@@ -72,7 +182,7 @@ impl Scratch {
 
     /// Marks `slot` visited; false when it already was. (Also a set of slots, without a
     /// hash table, for callers between walks.)
-    #[inline]
+    #[inline(always)]
     pub fn visit(&mut self, slot: u32) -> bool {
         let v = &mut self.visited[slot as usize];
         if *v == self.stamp {
@@ -101,13 +211,16 @@ impl Scratch {
     /// result too when `accepted`.
     #[inline]
     fn consider(&mut self, k: u64, ef: usize, accepted: bool) {
-        if self.results.len() < ef || self.results.peek().is_some_and(|&w| k < w) {
-            self.candidates.push(Reverse(k));
+        if self.results.len() < ef {
+            self.candidates.push(!k);
             if accepted {
                 self.results.push(k);
-                if self.results.len() > ef {
-                    self.results.pop();
-                }
+            }
+        } else if self.results.peek().is_some_and(|&w| k < w) {
+            self.candidates.push(!k);
+            if accepted {
+                // The worst result leaves, `k` takes its place.
+                self.results.replace_top(k);
             }
         }
     }
@@ -115,7 +228,7 @@ impl Scratch {
     /// Results sorted best first into [`Scratch::sorted`].
     pub fn sort_results(&mut self) {
         self.sorted.clear();
-        self.sorted.extend(self.results.drain());
+        self.results.drain_into(&mut self.sorted);
         self.sorted.sort_unstable();
     }
 }
@@ -160,13 +273,13 @@ impl Hnsw {
         scratch.begin(self.graph.slots());
         for &e in entries {
             if scratch.visit(key_slot(e)) {
-                scratch.candidates.push(Reverse(e));
+                scratch.candidates.push(!e);
                 if accept(key_slot(e)) {
                     scratch.results.push(e);
                 }
             }
         }
-        while let Some(Reverse(current)) = scratch.candidates.pop() {
+        while let Some(current) = scratch.candidates.pop().map(|c| !c) {
             if scratch.results.len() >= ef && scratch.results.peek().is_some_and(|&w| current > w) {
                 break;
             }
@@ -180,9 +293,11 @@ impl Hnsw {
                 pending += 1;
                 if pending == 4 {
                     let d = self.store.dist4(q, batch);
-                    for (&n, &d) in batch.iter().zip(&d) {
-                        scratch.consider(key(d, n), ef, accept(n));
-                    }
+                    // Spelled out: a loop over the four when optimised for size.
+                    scratch.consider(key(d[0], batch[0]), ef, accept(batch[0]));
+                    scratch.consider(key(d[1], batch[1]), ef, accept(batch[1]));
+                    scratch.consider(key(d[2], batch[2]), ef, accept(batch[2]));
+                    scratch.consider(key(d[3], batch[3]), ef, accept(batch[3]));
                     pending = 0;
                 }
             }
