@@ -1,5 +1,7 @@
 //! Checks applied to every batch of vectors and ids before it reaches an index.
 
+use std::collections::HashSet;
+
 use crate::error::{Error, Result};
 use crate::index::VectorId;
 
@@ -145,35 +147,13 @@ pub fn check_ids(ids: &[VectorId], rows: usize) -> Result<()> {
             got: ids.len(),
         });
     }
-    // Sorted, not hashed: no hasher an adversary's ids could degrade, and in the browser
-    // module no SipHash (the slice sort of u64 is there anyway).
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    if sorted.windows(2).all(|w| w[0] != w[1]) {
-        return Ok(());
-    }
-    // The id reported is the first one met again, in the batch's order.
-    let mut repeated: Vec<VectorId> = sorted
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .collect();
-    repeated.dedup();
-    Err(first_repeat(ids, &repeated))
-}
-
-/// The first id of `ids` met a second time; `repeated` holds (sorted) every id met twice.
-#[cold]
-fn first_repeat(ids: &[VectorId], repeated: &[VectorId]) -> Error {
-    let mut met = vec![false; repeated.len()];
+    let mut seen = HashSet::with_capacity(ids.len());
     for &id in ids {
-        if let Ok(i) = repeated.binary_search(&id) {
-            if std::mem::replace(&mut met[i], true) {
-                return Error::DuplicateId { id };
-            }
+        if !seen.insert(id) {
+            return Err(Error::DuplicateId { id });
         }
     }
-    Error::DuplicateId { id: repeated[0] }
+    Ok(())
 }
 
 #[cfg(test)]

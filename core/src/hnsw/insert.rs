@@ -4,12 +4,31 @@
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use super::graph::{FREE, MAX_LEVEL};
-use super::search::{key, key_slot, Scratch};
-use super::{Hnsw, UpsertReport};
-use crate::error::Result;
+use super::search::{key, key_slot, sort_keys, Scratch};
+use super::{Hnsw, IdMap, UpsertReport};
+use crate::error::{Error, Result};
 use crate::index::VectorId;
 use crate::metric::normalize;
-use crate::validate::{check_ids, check_nonzero, check_norms, check_vectors};
+use crate::validate::{check_nonzero, check_norms, check_vectors};
+
+/// [`crate::validate::check_ids`] (the same errors) over the id map's own table: its
+/// `SipHash` set was a second hash table in the browser module.
+fn check_batch_ids(ids: &[VectorId], rows: usize) -> Result<()> {
+    if ids.len() != rows {
+        return Err(Error::IdCountMismatch {
+            expected: rows,
+            got: ids.len(),
+        });
+    }
+    let mut seen = IdMap::default();
+    seen.reserve(ids.len());
+    for &id in ids {
+        if seen.insert(id, 0).is_some() {
+            return Err(Error::DuplicateId { id });
+        }
+    }
+    Ok(())
+}
 
 impl Hnsw {
     /// A batch [`check_vectors`] accepted, checked further and prepared for the metric
@@ -30,7 +49,7 @@ impl Hnsw {
     /// `dim` floats per id. The whole batch is checked before anything changes.
     pub fn upsert(&mut self, ids: &[VectorId], vectors: &[f32]) -> Result<UpsertReport> {
         let rows = check_vectors(vectors, self.cfg.dim, "vector")?;
-        check_ids(ids, rows)?;
+        check_batch_ids(ids, rows)?;
         let prepared = self.prepare(vectors)?;
         let mut report = UpsertReport::default();
         let mut scratch = self.take_scratch();
@@ -267,7 +286,7 @@ impl Hnsw {
         for &n in quads.remainder().iter().chain([&to]) {
             pairs.push(key(self.store.dist(&q, n as usize), n));
         }
-        pairs.sort_unstable();
+        sort_keys(pairs);
         let max = self.graph.max_degree(level);
         self.select_neighbours(pairs, max, kept, buf);
         if level == 0 {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::search::{key, key_dist, key_slot, Scratch};
+use super::search::{key, key_dist, key_slot, sort_keys, Scratch};
 use super::{check_ef, store, Filter, Hnsw, SearchOptions, EXACT_FILTER_MAX, MAX_K};
 use crate::error::{Error, Result};
 use crate::index::{Hit, VectorId};
@@ -88,7 +88,7 @@ impl Hnsw {
                         }
                     }
                 }
-                scratch.sorted.sort_unstable();
+                sort_keys(&mut scratch.sorted);
                 scratch
                     .sorted
                     .truncate(if self.store.reranks() { ef } else { k });
@@ -130,7 +130,7 @@ impl Hnsw {
                     .unwrap_or(f32::INFINITY);
                 *k = key(d, slot);
             }
-            scratch.sorted.sort_unstable();
+            sort_keys(&mut scratch.sorted);
         }
         scratch.vector = qbuf;
         let now = self.tick();

@@ -6,7 +6,7 @@
 //! its deleted neighbours' live neighbours kept recall within 1–4 points of a full rebuild at
 //! a third of its cost.
 
-use super::search::{key, Scratch};
+use super::search::{key, sort_keys, Scratch};
 use super::Hnsw;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -40,7 +40,7 @@ impl Hnsw {
             return;
         }
         let slots = self.graph.slots();
-        // Candidate slots as u64 (sorted with the module's one sort instantiation).
+        // Candidate slots as u64 (sorted with the module's one sort).
         let mut around: Vec<u64> = Vec::new();
         let mut around32: Vec<u32> = Vec::new();
         let mut kept: Vec<u32> = Vec::new();
@@ -71,7 +71,7 @@ impl Hnsw {
                         );
                     }
                 }
-                around.sort_unstable();
+                sort_keys(&mut around);
                 around.dedup();
                 around32.clear();
                 around32.extend(around.iter().map(|&n| n as u32));
@@ -89,7 +89,7 @@ impl Hnsw {
                         .iter()
                         .map(|&n| key(self.store.dist(&q, n as usize), n)),
                 );
-                scratch.pairs.sort_unstable();
+                sort_keys(&mut scratch.pairs);
                 let pairs = std::mem::take(&mut scratch.pairs);
                 self.select_neighbours(&pairs, max, &mut kept, &mut buf2);
                 scratch.pairs = pairs;

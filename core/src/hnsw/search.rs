@@ -119,12 +119,50 @@ impl KeyHeap {
         }
         h[hole] = k;
     }
+}
 
-    /// The keys, in no order; the heap is left empty.
-    pub fn drain_into(&mut self, out: &mut Vec<u64>) {
-        out.extend_from_slice(&self.0);
-        self.0.clear();
+/// Sorts keys ascending: a heapsort, the module's one sort (`std`'s quicksort with its small
+/// sorts was 4 KB of the browser module). What is sorted here is short: a walk's results,
+/// a node's candidate links.
+pub(super) fn sort_keys(v: &mut [u64]) {
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift_down(v, i, n);
     }
+    heap_to_sorted(v);
+}
+
+/// A max-heap sorted ascending in place: the top goes to the end, `n - 1` times.
+fn heap_to_sorted(v: &mut [u64]) {
+    for end in (1..v.len()).rev() {
+        v.swap(0, end);
+        sift_down(v, 0, end);
+    }
+}
+
+/// `v[hole]` sinks to its place in the max-heap `v[..end]`.
+#[inline(always)]
+fn sift_down(v: &mut [u64], mut hole: usize, end: usize) {
+    let k = v[hole];
+    let end = end.min(v.len());
+    loop {
+        let mut child = 2 * hole + 1;
+        if child >= end {
+            break;
+        }
+        // SAFETY: `hole < child < end <= v.len()`, and `child + 1 < end` where it is read.
+        unsafe {
+            if child + 1 < end && *v.get_unchecked(child) < *v.get_unchecked(child + 1) {
+                child += 1;
+            }
+            if k >= *v.get_unchecked(child) {
+                break;
+            }
+            *v.get_unchecked_mut(hole) = *v.get_unchecked(child);
+        }
+        hole = child;
+    }
+    v[hole] = k;
 }
 
 /// Moves `k` up from the hole at `i` to its place.
@@ -227,9 +265,11 @@ impl Scratch {
 
     /// Results sorted best first into [`Scratch::sorted`].
     pub fn sort_results(&mut self) {
+        // The results' buffer becomes `sorted` (already a heap: half a heapsort), and
+        // `sorted`'s the results'.
         self.sorted.clear();
-        self.results.drain_into(&mut self.sorted);
-        self.sorted.sort_unstable();
+        std::mem::swap(&mut self.sorted, &mut self.results.0);
+        heap_to_sorted(&mut self.sorted);
     }
 }
 
@@ -357,6 +397,42 @@ impl Hnsw {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sort_keys_sorts_and_the_heap_keeps_its_order() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for n in 0..200 {
+            let mut v: Vec<u64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x % 50
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable();
+            sort_keys(&mut v);
+            assert_eq!(v, want);
+            // Through the heap: pushes, pops, replacements, then the sorted drain.
+            let mut s = Scratch::default();
+            for (i, &k) in want.iter().rev().enumerate() {
+                if i % 5 == 4 && s.results.peek().is_some_and(|&w| k < w) {
+                    s.results.replace_top(k);
+                } else {
+                    s.results.push(k);
+                }
+                if i % 7 == 6 {
+                    let top = s.results.pop().unwrap();
+                    assert!(s.results.peek().is_none_or(|&w| w <= top));
+                }
+            }
+            let mut left = s.results.0.clone();
+            left.sort_unstable();
+            s.sort_results();
+            assert_eq!(s.sorted, left);
+        }
+    }
 
     #[test]
     fn keys_order_like_distances() {

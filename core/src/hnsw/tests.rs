@@ -191,6 +191,11 @@ fn bad_input_is_a_typed_error() {
         h.upsert(&[1, 1], &[1.0, 2.0, 1.0, 2.0]).unwrap_err().code(),
         "duplicate_id"
     );
+    // The first id met again, as `validate::check_ids` reports it.
+    assert_eq!(
+        h.upsert(&[9, 5, 7, 5, 9], &[1.0; 10]).unwrap_err(),
+        crate::Error::DuplicateId { id: 5 }
+    );
     assert!(h.is_empty(), "a refused batch changes nothing");
     h.upsert(&[1], &[1.0, 2.0]).unwrap();
     let o = SearchOptions::default();
