@@ -174,14 +174,14 @@ impl Hnsw {
         if &bytes[..8] != MAGIC {
             return Err(malformed("not a Proxima index (wrong magic bytes)"));
         }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let version = le_u32(&bytes[8..]);
         if version != FORMAT_VERSION {
             return Err(malformed(format!(
                 "format version {version} is not supported (this build reads version {FORMAT_VERSION})"
             )));
         }
         let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+        let stored = le_u32(tail);
         let actual = crate::crc32::hash(body);
         if stored != actual {
             return Err(malformed(format!(
@@ -195,7 +195,10 @@ impl Hnsw {
         if r.u32()? != HEADER_BYTES {
             return Err(malformed("unexpected header size"));
         }
-        let h: Vec<u32> = (0..14).map(|_| r.u32()).collect::<Result<_>>()?;
+        let mut h = [0u32; 14];
+        for v in &mut h {
+            *v = r.u32()?;
+        }
         let (dim, metric, m, m0, efc, efs, quant, flags) = (
             h[0] as usize,
             h[1],
@@ -546,12 +549,14 @@ fn write_le<T: Le>(out: &mut Vec<u8>, values: &[T]) {
     }
 }
 
+/// The u32 in the first 4 bytes (indexed, not `try_into().expect(..)`: that formats a
+/// `TryFromSliceError` with `Debug`).
 fn le_u32(c: &[u8]) -> u32 {
-    u32::from_le_bytes(c.try_into().expect("chunks of 4"))
+    u32::from_le_bytes([c[0], c[1], c[2], c[3]])
 }
 
 fn le_u64(c: &[u8]) -> u64 {
-    u64::from_le_bytes(c.try_into().expect("chunks of 8"))
+    u64::from(le_u32(c)) | u64::from(le_u32(&c[4..])) << 32
 }
 
 struct Reader<'a> {
