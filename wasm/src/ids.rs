@@ -32,35 +32,13 @@ fn bad(value: &JsValue, reason: &str) -> Error {
     Error::invalid("id", shown, reason)
 }
 
-/// A JS number as text with integer formatting only (float formatting would add ~15 KB).
+/// A JS number as JavaScript writes it (`2.5`, `-1`, `NaN`, `1e+21`): the module carries
+/// no float formatting of its own.
 pub fn number_text(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    if f.abs() >= 9.0e18 {
-        return if f > 0.0 {
-            "a number above 2^63".into()
-        } else {
-            "a number below -2^63".into()
-        };
-    }
-    let whole = f.trunc() as i64;
-    let frac = ((f - f.trunc()).abs() * 1000.0).round() as i64;
-    let sign = if f < 0.0 && whole == 0 { "-" } else { "" };
-    if frac == 0 && f.fract() == 0.0 {
-        format!("{whole}")
-    } else {
-        format!("{sign}{whole}.{frac:03}")
-            .trim_end_matches('0')
-            .to_string()
-    }
+    js_sys::Number::from(f)
+        .to_string(10)
+        .map(String::from)
+        .unwrap_or_default()
 }
 
 /// One id: a safe non-negative integer number or a BigInt in `0..2^64`.
