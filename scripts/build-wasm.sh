@@ -26,19 +26,23 @@ kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
 bash scripts/setup.sh wasm
 
 # `node -e "$strip_js" SRC DST HEADER`: SRC without its whole comment lines (`//` lines, and
-# `/* ... */` blocks that start a line, but for a `@ts-self-types` directive, which goes first)
-# and blank lines, HEADER next, to DST.
+# `/* ... */` blocks that start a line, but for a `@ts-self-types` directive, which goes first),
+# blank lines and indentation (not inside a template literal that spans lines), HEADER next, to
+# DST.
 strip_js='
 const fs = require("fs");
 const [src, dst, header] = process.argv.slice(1);
 const out = [header];
 let inBlock = false;
+let inTemplate = false;
 for (const line of fs.readFileSync(src, "utf8").split("\n")) {
   const t = line.trim();
-  if (inBlock) inBlock = !t.includes("*/");
-  else if (t.startsWith("/*") && t.includes("@ts-self-types")) out.unshift(line);
+  if (inTemplate) out.push(line);
+  else if (inBlock) inBlock = !t.includes("*/");
+  else if (t.startsWith("/*") && t.includes("@ts-self-types")) out.unshift(t);
   else if (t.startsWith("/*")) inBlock = !t.includes("*/");
-  else if (!t.startsWith("//") && t !== "") out.push(line);
+  else if (!t.startsWith("//") && t !== "") out.push(t);
+  if ((line.split("`").length - 1) % 2 === 1) inTemplate = !inTemplate;
 }
 fs.writeFileSync(dst, out.join("\n") + "\n");
 '
