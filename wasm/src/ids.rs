@@ -36,7 +36,7 @@ fn bad(value: &JsValue, reason: &str) -> Error {
 /// no float formatting of its own.
 pub fn number_text(f: f64) -> String {
     js_sys::Number::from(f)
-        .to_string(10)
+        .to_string_with_radix(10)
         .map(String::from)
         .unwrap_or_default()
 }
