@@ -61,6 +61,13 @@ impl Metric {
         if x86::available() {
             return if l2 { x86::l2_rows } else { x86::dot_rows };
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return if l2 {
+            wasm_rows::l2_rows
+        } else {
+            wasm_rows::dot_rows
+        };
+        #[allow(unreachable_code)]
         if l2 {
             |queries, row, out| score_rows_with::<false>(true, queries, row, out)
         } else {
@@ -216,6 +223,33 @@ mod x86 {
 
 /// Scores every query of a row-major block (rows as long as `row`) against `row`, into `out`.
 pub type RowScorer = fn(queries: &[f32], row: &[f32], out: &mut [f32]);
+
+/// [`RowScorer`]s on the SIMD128 kernels (the ones [`Metric::score`] uses there): the portable
+/// loop is not vectorised when the browser module is optimised for size.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_rows {
+    pub fn dot_rows(queries: &[f32], row: &[f32], out: &mut [f32]) {
+        rows(false, queries, row, out)
+    }
+
+    pub fn l2_rows(queries: &[f32], row: &[f32], out: &mut [f32]) {
+        rows(true, queries, row, out)
+    }
+
+    fn rows(l2: bool, queries: &[f32], row: &[f32], out: &mut [f32]) {
+        if row.is_empty() {
+            out.iter_mut().for_each(|o| *o = 0.0);
+            return;
+        }
+        for (q, o) in queries.chunks_exact(row.len()).zip(out) {
+            *o = if l2 {
+                crate::simd128::l2_squared(q, row)
+            } else {
+                crate::simd128::dot(q, row)
+            };
+        }
+    }
+}
 
 #[inline(always)]
 fn score_rows_with<const FUSED: bool>(l2: bool, queries: &[f32], row: &[f32], out: &mut [f32]) {
