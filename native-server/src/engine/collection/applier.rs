@@ -47,19 +47,24 @@ impl Collection {
                             // A checkpoint seals a full growing segment; sealed segments past
                             // the deleted-rows ratio are the optimizer's, in the background.
                             let ratio = me.config.auto_compact_deleted_ratio;
-                            let (due, vacuum) = me.shards.iter().fold((false, false), |acc, s| {
-                                let s = s.read();
-                                (
-                                    acc.0 || s.growing.rows() >= me.config.seal_rows,
-                                    acc.1 || s.sealed.iter().any(|e| e.mostly_deleted(ratio)),
-                                )
-                            });
+                            let seal_rows = me.config.seal_rows;
+                            let (due, overdue, vacuum) =
+                                me.shards.iter().fold((false, false, false), |acc, s| {
+                                    let s = s.read();
+                                    let rows = s.growing.rows();
+                                    (
+                                        acc.0 || rows >= seal_rows,
+                                        acc.1 || rows >= seal_rows.saturating_mul(2),
+                                        acc.2 || s.sealed.iter().any(|e| e.mostly_deleted(ratio)),
+                                    )
+                                });
                             if vacuum {
                                 me.optimizer.wake();
                             }
                             // While a seal runs (or just failed), the growing segment keeps
-                            // taking writes past `seal_rows`.
-                            if due && me.may_checkpoint() {
+                            // taking writes past `seal_rows`; at twice that, the applier waits
+                            // for the seal (sealing cannot keep up: this bounds growing rows).
+                            if (due && me.may_checkpoint()) || (overdue && !me.seal_failed()) {
                                 me.checkpoint(None);
                             }
                         }

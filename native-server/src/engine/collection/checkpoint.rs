@@ -129,6 +129,13 @@ impl Collection {
                 .is_none_or(|t| Instant::now() >= t)
     }
 
+    /// Whether the last seal failed and its retry delay has not passed.
+    pub(super) fn seal_failed(&self) -> bool {
+        self.seal_retry_at
+            .lock()
+            .is_some_and(|t| Instant::now() < t)
+    }
+
     /// Waits for the running seal, if any.
     pub(super) fn join_seal(&self) {
         let handle = self.sealing.lock().take();
