@@ -307,7 +307,12 @@ impl Hnsw {
         };
         for &p in pairs {
             let n = key_slot(p);
-            if n == from || kept.contains(&n) || others(n) > 0 || !self.is_live(n) {
+            // `kept.contains(&n)` by hand: a call per element at opt-level "s".
+            let mut is_kept = false;
+            for &k in kept.iter() {
+                is_kept |= k == n;
+            }
+            if n == from || is_kept || others(n) > 0 || !self.is_live(n) {
                 continue;
             }
             if kept.len() < max {

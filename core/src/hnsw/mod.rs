@@ -357,7 +357,7 @@ impl Hnsw {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn is_live(&self, slot: u32) -> bool {
         let s = slot as usize;
         !self.tomb[s] && self.graph.levels[s] != FREE

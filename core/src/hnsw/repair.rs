@@ -53,7 +53,12 @@ impl Hnsw {
             let top = self.graph.level(s as usize).unwrap_or(0);
             for level in 0..=top {
                 let links = self.graph.neighbours(s as usize, level);
-                if links.iter().all(|&n| self.is_live(n)) {
+                // A plain loop: `all` with a closure stays a call per link at opt-level "s".
+                let mut all_live = true;
+                for &n in links {
+                    all_live &= self.is_live(n);
+                }
+                if all_live {
                     continue;
                 }
                 around.clear();
@@ -61,14 +66,11 @@ impl Hnsw {
                     if self.is_live(n) {
                         around.push(u64::from(n));
                     } else {
-                        around.extend(
-                            self.graph
-                                .neighbours(n as usize, level)
-                                .iter()
-                                .copied()
-                                .filter(|&nn| nn != s && self.is_live(nn))
-                                .map(u64::from),
-                        );
+                        for &nn in self.graph.neighbours(n as usize, level) {
+                            if nn != s && self.is_live(nn) {
+                                around.push(u64::from(nn));
+                            }
+                        }
                     }
                 }
                 sort_keys(&mut around);
