@@ -37,12 +37,15 @@ let inBlock = false;
 let inTemplate = false;
 for (const line of fs.readFileSync(src, "utf8").split("\n")) {
   const t = line.trim();
+  let code = true;
   if (inTemplate) out.push(line);
-  else if (inBlock) inBlock = !t.includes("*/");
+  else if (inBlock) (inBlock = !t.includes("*/")), (code = false);
   else if (t.startsWith("/*") && t.includes("@ts-self-types")) out.unshift(t);
-  else if (t.startsWith("/*")) inBlock = !t.includes("*/");
+  else if (t.startsWith("/*")) (inBlock = !t.includes("*/")), (code = false);
   else if (!t.startsWith("//") && t !== "") out.push(t);
-  if ((line.split("`").length - 1) % 2 === 1) inTemplate = !inTemplate;
+  else code = false;
+  // An odd number of backticks on a line of code opens or closes a template literal.
+  if (code && (line.split("`").length - 1) % 2 === 1) inTemplate = !inTemplate;
 }
 fs.writeFileSync(dst, out.join("\n") + "\n");
 '
@@ -101,7 +104,9 @@ EOF
   if [ "$flavour" = web ]; then
     node -e "$strip_js" wasm/js/sync.js "$dir/sync.js" \
       '// Proxima sync client (wasm/js/sync.js without its comments; the API is in sync.d.ts).'
-    for f in sync proxima_wasm; do
+    node -e "$strip_js" wasm/js/web/persist.js "$dir/persist.js" \
+      '// Proxima persistence helpers (wasm/js/web/persist.js without its comments; see persist.d.ts).'
+    for f in sync persist proxima_wasm; do
       cp "$dir/$f.js" "$out/.check.mjs" && node --check "$out/.check.mjs" && rm "$out/.check.mjs"
     done
   else
